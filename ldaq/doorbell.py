@@ -1,0 +1,82 @@
+"""The broker is only a doorbell: a message says "look at chunk N", the ledger says what to do.
+
+Both the API (which never imports torch) and the worker build their Celery app here, so the
+serializer, acknowledgement and routing rules exist once.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Connection
+
+from ldaq.settings import Settings
+
+RUN_CHUNK_TASK = "ldaq.run_chunk"
+DIRECT_GENERATION_TASK = "ldaq.generate_direct"
+DEFAULT_QUEUE = "ldaq"
+BROKER_PING_SECONDS = 0.75
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker did not answer in time; nothing was sent."""
+
+
+def queue_for_pair(settings: Settings, model_pair: str) -> str:
+    """One queue per model pair when routing by pair, so each worker keeps its models loaded."""
+    return f"{DEFAULT_QUEUE}.{model_pair}" if settings.queue_per_pair else DEFAULT_QUEUE
+
+
+def _transport_options(settings: Settings) -> dict:
+    # The embedded (SQLAlchemy) transport hands these to create_engine, which refuses them.
+    if settings.embedded_broker:
+        return {}
+    return {"visibility_timeout": 3600, "socket_connect_timeout": BROKER_PING_SECONDS, "socket_timeout": 5}
+
+
+def make_celery(settings: Settings) -> Celery:
+    if settings.embedded_broker:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = Celery("ldaq", broker=settings.broker_url)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],  # a pickled message is refused, never run
+        result_serializer="json",
+        task_ignore_result=True,  # results live in the ledger
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=DEFAULT_QUEUE,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=BROKER_PING_SECONDS,
+        broker_transport_options=_transport_options(settings),
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+class Doorbell:
+    """Sends "look at this" messages; refuses fast when the broker is down."""
+
+    def __init__(self, settings: Settings, app: Celery | None = None) -> None:
+        self.settings = settings
+        self.app = app or make_celery(settings)
+
+    def check(self) -> None:
+        """Raise `BrokerUnavailable` unless the broker answers within a couple of seconds."""
+        try:
+            with Connection(self.settings.broker_url, connect_timeout=BROKER_PING_SECONDS) as connection:
+                connection.ensure_connection(max_retries=1, timeout=BROKER_PING_SECONDS, interval_start=0)
+        except Exception as error:  # kombu raises a zoo of transport-specific errors
+            raise BrokerUnavailable(f"broker unreachable: {error}") from error
+
+    def ring_chunk(self, chunk_id: int, model_pair: str) -> None:
+        self._send(RUN_CHUNK_TASK, [chunk_id], queue_for_pair(self.settings, model_pair))
+
+    def ring_direct_generation(self, request_id: str, model_pair: str) -> None:
+        self._send(DIRECT_GENERATION_TASK, [request_id], queue_for_pair(self.settings, model_pair))
+
+    def _send(self, task_name: str, args: list, queue: str) -> None:
+        try:
+            self.app.send_task(task_name, args=args, queue=queue, retry=False)
+        except Exception as error:
+            raise BrokerUnavailable(f"could not send {task_name}: {error}") from error

@@ -1,0 +1,31 @@
+"""The rows of an experiment, in prompt-major order: (prompt, alpha, sample).
+
+A chunk is a range of row numbers, so rows of one prompt sit together and share its prefill.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RowId:
+    prompt_index: int
+    alpha: float
+    sample_index: int
+
+
+def row_at(row_number: int, alphas: list[float], samples_per_prompt: int) -> RowId:
+    per_prompt = len(alphas) * samples_per_prompt
+    prompt_index, within = divmod(row_number, per_prompt)
+    alpha_index, sample_index = divmod(within, samples_per_prompt)
+    return RowId(prompt_index, float(alphas[alpha_index]), sample_index)
+
+
+def rows_in_range(start: int, end: int, alphas: list[float], samples_per_prompt: int) -> list[RowId]:
+    return [row_at(number, alphas, samples_per_prompt) for number in range(start, end)]
+
+
+def chunk_ranges(rows_total: int, chunk_size: int) -> list[tuple[int, int]]:
+    """[start, end) row ranges of at most `chunk_size` rows covering every row."""
+    return [(start, min(start + chunk_size, rows_total)) for start in range(0, rows_total, chunk_size)]
