@@ -1,0 +1,1 @@
+"""The `ldaq` command line."""

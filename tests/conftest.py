@@ -1,0 +1,132 @@
+"""Shared fixtures: real Postgres and Redis (skipped loudly where absent, failing under CI=true),
+tiny real model pairs on disk, and a live ldaq service (real HTTP API, real worker process)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.live_service import LiveService
+
+IN_CI = os.environ.get("CI") == "true"
+DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+TEST_REDIS_DB = 9  # tests flush this Redis database, never the one in REDIS_URL
+
+
+def service_unavailable(reason: str) -> None:
+    """Skip with a loud reason on a laptop; under CI=true a missing service is a failure."""
+    if IN_CI:
+        pytest.fail(f"required service unavailable under CI=true: {reason}")
+    pytest.skip(f"SERVICE UNAVAILABLE, TEST SKIPPED: {reason}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    from sqlalchemy import create_engine, text
+
+    url = os.environ.get("DATABASE_URL", "")
+    url = url if url.startswith("postgresql") else DEFAULT_POSTGRES
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("select 1"))
+    except Exception as error:
+        service_unavailable(f"PostgreSQL at {url}: {error}")
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str):
+    """A fresh, empty database on the Postgres server, dropped after the test."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"ldaq_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A Redis database of its own, emptied before the test."""
+    import redis
+    from redis.connection import parse_url
+
+    server = os.environ.get("REDIS_URL") or DEFAULT_REDIS
+    options = parse_url(server)
+    url = f"redis://{options.get('host', '127.0.0.1')}:{options.get('port', 6379)}/{TEST_REDIS_DB}"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).flushdb()
+    except redis.RedisError as error:
+        service_unavailable(f"Redis at {url}: {error}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def tiny_pair_dirs(tmp_path_factory) -> tuple[Path, Path]:
+    from tests.tiny_models import build_tiny_pair_dirs
+
+    return build_tiny_pair_dirs(tmp_path_factory.mktemp("tiny-pair"))
+
+
+@pytest.fixture(scope="session")
+def model_pairs_file(tiny_pair_dirs, tmp_path_factory) -> Path:
+    """LDAQ_MODEL_PAIRS for service tests: a tiny real pair, and one whose weights do not exist."""
+    before, after = tiny_pair_dirs
+    path = tmp_path_factory.mktemp("pairs") / "pairs.yaml"
+    pairs = {
+        "tiny": {"before": str(before), "after": str(after)},
+        "missing-weights": {"before": str(before.parent / "nowhere"), "after": str(before.parent / "nowhere")},
+    }
+    path.write_text(yaml.safe_dump(pairs))
+    return path
+
+
+def service_environment(data_dir: Path, model_pairs_file: Path, database_url: str, broker_url: str) -> dict:
+    environment = {
+        "LDAQ_DATA_DIR": str(data_dir),
+        "LDAQ_MODEL_PAIRS": str(model_pairs_file),
+        "LDAQ_LEASE_SECONDS": "3",
+        "LDAQ_SWEEP_SECONDS": "1",
+        "LDAQ_REQUEUE_SECONDS": "20",
+        "LDAQ_MAX_ATTEMPTS": "3",
+        "LDAQ_BATCH_SIZE": "8",
+        "LDAQ_DEVICE": "cpu",
+    }
+    if database_url:
+        environment["DATABASE_URL"] = database_url
+    if broker_url:
+        environment["REDIS_URL"] = broker_url
+    return environment
+
+
+@pytest.fixture(params=["sqlite-embedded", "postgres-redis"])
+def service(request, tmp_path: Path, model_pairs_file: Path):
+    """The API (real HTTP) and a real worker process, on SQLite + the embedded broker or on Postgres + Redis."""
+    if request.param == "postgres-redis":
+        database_url, broker_url = request.getfixturevalue("postgres_url"), request.getfixturevalue("redis_url")
+    else:
+        database_url, broker_url = "", ""
+    live = LiveService(service_environment(tmp_path, model_pairs_file, database_url, broker_url), tmp_path)
+    yield live
+    live.close()
+
+
+@pytest.fixture
+def embedded_service(tmp_path: Path, model_pairs_file: Path):
+    """A live service on SQLite and the embedded broker only (for the slower fault tests)."""
+    live = LiveService(service_environment(tmp_path, model_pairs_file, "", ""), tmp_path)
+    yield live
+    live.close()

@@ -1,0 +1,107 @@
+"""The service end to end: real HTTP, a real worker process, real databases and brokers."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from lda_core.stats import summarize_alpha
+
+PROMPTS = ["What is 3 plus 4?", "Name a colour.", "What is the capital of France?"]
+
+
+def sweep(**overrides) -> dict:
+    experiment = {
+        "name": "test sweep",
+        "model_pair": "tiny",
+        "prompts": PROMPTS,
+        "alphas": [0, 1, 4],
+        "samples_per_prompt": 2,
+        "max_new_tokens": 8,
+        "temperature": 1.0,
+        "seed": 7,
+        "chunk_size": 4,
+        "detector": {"type": "regex", "patterns": ["[aeiou]{2}"], "case_sensitive": False},
+    }
+    return {**experiment, **overrides}
+
+
+def exported(service, experiment_id: str) -> list[dict]:
+    response = service.get(f"/api/v1/experiments/{experiment_id}/export", params={"format": "jsonl"})
+    assert response.status_code == 200
+    return [json.loads(line) for line in response.text.splitlines() if line]
+
+
+def test_experiment_runs_to_success_with_exact_counts(service):
+    service.start_worker()
+    experiment = service.submit(sweep())
+    finished = service.wait_finished(experiment["id"])
+
+    assert finished["status"] == "succeeded"
+    expected = len(PROMPTS) * 3 * 2
+    assert finished["progress"]["completions_done"] == expected == finished["progress"]["completions_total"]
+    assert finished["progress"]["chunks_done"] == finished["progress"]["chunks_total"] == 5
+    rows = exported(service, experiment["id"])
+    assert len({(r["prompt_index"], r["alpha"], r["sample_index"]) for r in rows}) == expected
+    activated = Counter(r["alpha"] for r in rows if r["activated"])
+    by_alpha = Counter(r["alpha"] for r in rows)
+    for item in finished["summary"]:
+        truth = summarize_alpha(item["alpha"], by_alpha[item["alpha"]], activated[item["alpha"]])
+        assert (item["n"], item["activated"]) == (truth.n, truth.activated)
+        assert item["ci95"] == list(truth.ci95)
+
+
+def test_duplicate_delivery_writes_nothing(embedded_service):
+    from ldaq.doorbell import Doorbell
+
+    embedded_service.start_worker()
+    experiment = embedded_service.submit(sweep())
+    embedded_service.wait_finished(experiment["id"])
+    attempts_before = [chunk.attempts for chunk in embedded_service.chunks(experiment["id"])]
+
+    doorbell = Doorbell(embedded_service.settings)
+    for chunk in embedded_service.chunks(experiment["id"]):
+        doorbell.ring_chunk(chunk.id, "tiny")
+        doorbell.ring_chunk(chunk.id, "tiny")
+    # A fresh experiment behind the duplicates shows when the worker has drained them.
+    marker = embedded_service.submit(sweep(prompts=["marker"], alphas=[0], samples_per_prompt=1))
+    embedded_service.wait_finished(marker["id"])
+
+    assert embedded_service.completion_count(experiment["id"]) == len(PROMPTS) * 3 * 2
+    assert [chunk.attempts for chunk in embedded_service.chunks(experiment["id"])] == attempts_before
+
+
+def test_cancel_stops_the_experiment(embedded_service):
+    experiment = embedded_service.submit(sweep(samples_per_prompt=20, chunk_size=2, max_new_tokens=16))
+    embedded_service.start_worker()
+    embedded_service.wait_until(experiment["id"], lambda e: e["progress"]["chunks_done"] >= 1)
+
+    response = embedded_service.post(f"/api/v1/experiments/{experiment['id']}/cancel", {})
+    assert response.status_code == 202
+    finished = embedded_service.wait_finished(experiment["id"])
+
+    assert finished["status"] == "cancelled"
+    assert finished["progress"]["completions_done"] < finished["progress"]["completions_total"]
+    again = embedded_service.post(f"/api/v1/experiments/{experiment['id']}/cancel", {})
+    assert again.status_code == 409
+
+
+def test_failing_chunk_is_reported(embedded_service):
+    embedded_service.start_worker()
+    experiment = embedded_service.submit(sweep(model_pair="missing-weights", prompts=["x"], chunk_size=100))
+    finished = embedded_service.wait_finished(experiment["id"], timeout=90)
+
+    assert finished["status"] == "failed"
+    assert "nowhere" in finished["error"]
+    assert [chunk.attempts for chunk in embedded_service.chunks(experiment["id"])] == [3]
+
+
+def test_direct_generation_goes_through_the_worker(embedded_service):
+    embedded_service.start_worker()
+    payload = {"model_pair": "tiny", "prompts": ["hello", "What is 3 plus 4?"], "alpha": 2.0,
+               "temperature": 0, "top_p": 1.0, "max_new_tokens": 6, "seed": 0}
+    response = embedded_service.post("/api/v1/generate", payload)
+
+    assert response.status_code == 200, response.text
+    completions = response.json()["completions"]
+    assert len(completions) == 2 and all(isinstance(text, str) for text in completions)

@@ -1,0 +1,128 @@
+"""Running one chunk: claim it, generate its rows with lda_core, detect, write it all at once."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ldaq import ledger
+from ldaq.ledger import ChunkClaim
+from worker.context import WorkerContext
+from worker.lease import LeaseKeeper
+
+log = logging.getLogger("ldaq.worker")
+
+
+class RetryLater(Exception):
+    """The chunk failed but has attempts left: ring again after a backoff."""
+
+
+def _settings_of(params: dict):
+    from lda_core.generate import GenerationSettings
+
+    return GenerationSettings(
+        max_new_tokens=params["max_new_tokens"],
+        temperature=params["temperature"],
+        top_p=params["top_p"],
+        seed=params["seed"],
+        stop_at_eos=params["stop_at_eos"],
+    )
+
+
+def _rows_of(claim: ChunkClaim, tokenizer) -> list:
+    from lda_core.generate import Row
+    from lda_core.prompts import format_prompt
+
+    template, chat = claim.params.get("prompt_template"), claim.params.get("chat_template", False)
+    texts = {i: format_prompt(p, tokenizer, template, chat) for i, p in claim.prompts.items()}
+    return [Row(r.prompt_index, texts[r.prompt_index], r.alpha, r.sample_index) for r in claim.rows]
+
+
+def _records(claim: ChunkClaim, completions: list) -> list[dict]:
+    from lda_core.detect import Detector
+
+    detector = Detector(
+        claim.detector["type"], tuple(claim.detector["patterns"]), claim.detector.get("case_sensitive", False)
+    )
+    records = []
+    for completion in completions:
+        detection = detector.detect(completion.text)
+        records.append(
+            {
+                "experiment_id": claim.experiment_id,
+                "chunk_index": claim.chunk_index,
+                "prompt_index": completion.prompt_index,
+                "alpha": completion.alpha,
+                "sample_index": completion.sample_index,
+                "text": completion.text,
+                "tokens": completion.tokens,
+                "finish_reason": completion.finish_reason,
+                "activated": detection.activated,
+                "match": detection.match,
+            }
+        )
+    return records
+
+
+def _generate(context: WorkerContext, claim: ChunkClaim) -> tuple[list, float]:
+    """The chunk's completions and the seconds spent generating them (model loading excluded)."""
+    from lda_core.runner import generate_rows
+
+    pair = context.models.get(claim.model_pair)
+    started = time.perf_counter()
+
+    def cancelled() -> bool:
+        with context.database.transaction() as session:
+            return ledger.cancel_requested(session, claim.experiment_id)
+
+    completions = generate_rows(
+        pair, _rows_of(claim, pair.tokenizer), _settings_of(claim.params), context.settings.batch_size, cancelled
+    )
+    return completions, time.perf_counter() - started
+
+
+def run_chunk(context: WorkerContext, chunk_id: int) -> str:
+    """Run the chunk if the ledger says so, and log one line saying what happened."""
+    started = time.perf_counter()
+    with context.database.transaction() as session:
+        claim = ledger.claim_chunk(
+            session, chunk_id, context.owner, context.settings.lease_seconds, context.settings.max_attempts
+        )
+    if claim is None:
+        log.info("chunk_id=%s outcome=skipped", chunk_id)
+        return "skipped"
+    outcome, model_seconds = _run_claimed(context, claim, started)
+    log.info(
+        "chunk_id=%s experiment_id=%s chunk_index=%s attempt=%s outcome=%s seconds=%.3f model_seconds=%.3f",
+        chunk_id, claim.experiment_id, claim.chunk_index, claim.attempt, outcome,
+        time.perf_counter() - started, model_seconds,
+    )
+    return outcome
+
+
+def _run_claimed(context: WorkerContext, claim: ChunkClaim, started: float) -> tuple[str, float]:
+    from lda_core.runner import BatchTooLargeError, GenerationCancelled
+
+    settings, database, chunk_id = context.settings, context.database, claim.chunk_id
+    try:
+        with LeaseKeeper(database, chunk_id, context.owner, settings.lease_seconds):
+            completions, model_seconds = _generate(context, claim)
+            records = _records(claim, completions)
+    except GenerationCancelled:
+        with database.transaction() as session:
+            ledger.cancel_chunk(session, chunk_id)
+        return "cancelled", 0.0
+    except BatchTooLargeError as error:
+        with database.transaction() as session:
+            ledger.fail_chunk(session, chunk_id, str(error))
+        return "failed", 0.0
+    except Exception as error:
+        log.exception("chunk %s attempt %s failed", chunk_id, claim.attempt)
+        with database.transaction() as session:
+            retry = ledger.release_for_retry(session, chunk_id, f"{type(error).__name__}: {error}", settings.max_attempts)
+        if retry:
+            raise RetryLater(str(error)) from error
+        return "failed", 0.0
+    with database.transaction() as session:
+        ledger.complete_chunk(session, chunk_id, records, time.perf_counter() - started, model_seconds)
+    return "succeeded", model_seconds

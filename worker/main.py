@@ -1,0 +1,44 @@
+"""Starting a worker: migrations, the Celery worker (one process does the GPU work), the sweeper."""
+
+from __future__ import annotations
+
+from celery.signals import worker_ready, worker_shutting_down
+
+from ldaq.db import Database
+from ldaq.doorbell import DEFAULT_QUEUE, Doorbell, queue_for_pair
+from ldaq.logs import configure_logging
+from ldaq.migrate import upgrade_database
+from ldaq.model_pairs import load_model_pairs
+from ldaq.settings import Settings
+from worker.sweeper import Sweeper
+from worker.tasks import make_worker_app
+
+
+def worker_queues(settings: Settings, pairs: tuple[str, ...]) -> str:
+    """The queues to consume: one per named pair when routing by pair, else the one default queue."""
+    if not settings.queue_per_pair:
+        return DEFAULT_QUEUE
+    names = pairs or tuple(load_model_pairs(settings))
+    return ",".join(queue_for_pair(settings, name) for name in names)
+
+
+def run_worker(settings: Settings, pairs: tuple[str, ...] = (), loglevel: str = "INFO") -> None:
+    """Block running the worker. Prefork with one child: the parent never loads a model."""
+    configure_logging(loglevel)
+    upgrade_database(settings.database_url)
+    app = make_worker_app(settings)
+    sweeper = Sweeper(Database(settings.database_url), Doorbell(settings, app), settings)
+    worker_ready.connect(lambda **_: sweeper.start(), weak=False)
+    worker_shutting_down.connect(lambda **_: sweeper.stop(), weak=False)
+    app.worker_main(
+        [
+            "worker",
+            "--pool=prefork",
+            "--concurrency=1",
+            f"--queues={worker_queues(settings, pairs)}",
+            f"--loglevel={loglevel}",
+            "--without-gossip",
+            "--without-mingle",
+            "--hostname=ldaq@%h",
+        ]
+    )
