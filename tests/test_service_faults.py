@@ -33,7 +33,7 @@ def test_worker_killed_mid_experiment_loses_nothing(service):
     service.start_worker()
     finished = service.wait_finished(experiment["id"], timeout=120)
 
-    assert finished["status"] == "succeeded"
+    assert finished["status"] == "succeeded", service.worker_logs()
     assert service.completion_count(experiment["id"]) == total
     assert _no_duplicates(service, experiment["id"])
     assert time.monotonic() - started < 60

@@ -38,6 +38,11 @@ def _rows_of(claim: ChunkClaim, tokenizer) -> list:
     return [Row(r.prompt_index, texts[r.prompt_index], r.alpha, r.sample_index) for r in claim.rows]
 
 
+def _storable(text: str) -> str:
+    """Text a database can store: Postgres text refuses NUL, which a model can emit as a byte token."""
+    return text.replace("\x00", "\ufffd")
+
+
 def _records(claim: ChunkClaim, completions: list) -> list[dict]:
     from lda_core.detect import Detector
 
@@ -54,11 +59,11 @@ def _records(claim: ChunkClaim, completions: list) -> list[dict]:
                 "prompt_index": completion.prompt_index,
                 "alpha": completion.alpha,
                 "sample_index": completion.sample_index,
-                "text": completion.text,
+                "text": _storable(completion.text),
                 "tokens": completion.tokens,
                 "finish_reason": completion.finish_reason,
                 "activated": detection.activated,
-                "match": detection.match,
+                "match": _storable(detection.match) if detection.match else None,
             }
         )
     return records
@@ -83,6 +88,10 @@ def _generate(context: WorkerContext, claim: ChunkClaim) -> tuple[list, float]:
 
 def run_chunk(context: WorkerContext, chunk_id: int) -> str:
     """Run the chunk if the ledger says so, and log one line saying what happened."""
+    # Import torch before claiming: loading its libraries holds the GIL for seconds, which
+    # would starve the lease heartbeat of a freshly started worker and lose a live chunk.
+    import lda_core.runner  # noqa: F401
+
     started = time.perf_counter()
     with context.database.transaction() as session:
         claim = ledger.claim_chunk(
@@ -108,6 +117,8 @@ def _run_claimed(context: WorkerContext, claim: ChunkClaim, started: float) -> t
         with LeaseKeeper(database, chunk_id, context.owner, settings.lease_seconds):
             completions, model_seconds = _generate(context, claim)
             records = _records(claim, completions)
+            with database.transaction() as session:
+                ledger.complete_chunk(session, chunk_id, records, time.perf_counter() - started, model_seconds)
     except GenerationCancelled:
         with database.transaction() as session:
             ledger.cancel_chunk(session, chunk_id)
@@ -123,6 +134,4 @@ def _run_claimed(context: WorkerContext, claim: ChunkClaim, started: float) -> t
         if retry:
             raise RetryLater(str(error)) from error
         return "failed", 0.0
-    with database.transaction() as session:
-        ledger.complete_chunk(session, chunk_id, records, time.perf_counter() - started, model_seconds)
     return "succeeded", model_seconds
