@@ -1,0 +1,49 @@
+"""Probes: /healthz (the process lives) and /readyz (the database and the broker answer)."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from api.contract import current_backend, endpoint
+from api.errors import ServiceUnavailable
+from api.schemas import Liveness, Readiness
+from ldaq.doorbell import BrokerUnavailable
+from ldaq.experiments import Backend
+
+health_blueprint = Blueprint("health", __name__)
+
+
+@health_blueprint.get("/healthz")
+@endpoint("200 while the process lives", response=Liveness)
+def healthz() -> dict:
+    return {"status": "ok"}
+
+
+def _database_state(backend: Backend) -> str:
+    try:
+        with backend.database.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as error:
+        return f"unavailable: {error}"
+    return "ok"
+
+
+def _broker_state(backend: Backend) -> str:
+    try:
+        backend.doorbell.check()
+    except BrokerUnavailable as error:
+        return f"unavailable: {error}"
+    return "ok"
+
+
+@health_blueprint.get("/readyz")
+@endpoint("200 when the database and the broker answer; 503 naming the one that does not", response=Readiness)
+def readyz() -> dict:
+    backend = current_backend()
+    checks = {"database": _database_state(backend), "broker": _broker_state(backend)}
+    failing = [name for name, state in checks.items() if state != "ok"]
+    if failing:
+        raise ServiceUnavailable(f"not ready: {' and '.join(failing)} not answering", code="not_ready", details=checks)
+    return {"status": "ready", "checks": checks}

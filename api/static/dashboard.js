@@ -1,0 +1,302 @@
+// The ldaq dashboard: polls the REST API and redraws. Everything shown comes from /api/v1.
+import { renderRateChart } from "./rate_chart.js";
+
+const API = document.body.dataset.api;
+const POLL_MS = 2000;
+const TOKEN_KEY = "ldaq.apiToken";
+const LIST_LIMIT = 50;
+const COMPLETIONS_PAGE = 100;
+const COMPLETIONS_SHOWN = 500; // enough to read; the exports hold every row
+
+const state = {
+  selectedId: new URLSearchParams(location.search).get("experiment"),
+  completionsKey: null, // refetch activated completions only when this changes
+};
+
+class ApiError extends Error {
+  constructor(path, status) {
+    super(status === 401 ? "the API needs a token" : `${path}: HTTP ${status}`);
+    this.status = status;
+  }
+}
+
+// ---- talking to the API -------------------------------------------------------------------
+
+function authHeaders() {
+  const token = localStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+async function apiFetch(path) {
+  const response = await fetch(API + path, { headers: authHeaders() });
+  if (!response.ok) throw new ApiError(path, response.status);
+  return response;
+}
+
+async function getJson(path) {
+  return (await apiFetch(path)).json();
+}
+
+function experimentPath(id) {
+  return `/experiments/${encodeURIComponent(id)}`;
+}
+
+async function activatedCompletions(id) {
+  const rows = [];
+  let cursor = null;
+  do {
+    const query = new URLSearchParams({ activated: "true", limit: COMPLETIONS_PAGE });
+    if (cursor) query.set("cursor", cursor);
+    const page = await getJson(`${experimentPath(id)}/completions?${query}`);
+    rows.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor && rows.length < COMPLETIONS_SHOWN);
+  return rows;
+}
+
+// ---- small DOM helpers --------------------------------------------------------------------
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text; // never innerHTML: completions are model output
+  return node;
+}
+
+function row(cells) {
+  const tr = el("tr");
+  for (const cell of cells) {
+    const td = el("td");
+    td.append(cell);
+    tr.append(td);
+  }
+  return tr;
+}
+
+function percent(value) {
+  return value == null ? "–" : `${(100 * value).toFixed(1)}%`;
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }) : "–";
+}
+
+function timeline(experiment) {
+  const moments = [["created", experiment.created_at], ["started", experiment.started_at], ["finished", experiment.finished_at]];
+  return moments.filter(([, iso]) => iso).map(([label, iso]) => `${label} ${when(iso)}`).join(" · ");
+}
+
+function showStatus(node, status) {
+  node.className = `badge status-${status}`;
+  node.textContent = status;
+  return node;
+}
+
+function progressBar(progress) {
+  const total = progress.completions_total || 0;
+  const fraction = total ? progress.completions_done / total : 0;
+  const bar = el("div", "progress");
+  const fill = el("div", "progress-fill");
+  fill.style.width = `${(100 * fraction).toFixed(1)}%`;
+  bar.append(fill);
+  const failed = progress.chunks_failed ? ` · ${progress.chunks_failed} failed` : "";
+  const label = el("div", "progress-label",
+    `${progress.completions_done} / ${total} completions · ` +
+    `${progress.chunks_done} / ${progress.chunks_total} chunks${failed}`);
+  const wrapper = el("div", progress.chunks_failed ? "progress-block has-failures" : "progress-block");
+  wrapper.append(bar, label);
+  return wrapper;
+}
+
+// ---- the experiment list ------------------------------------------------------------------
+
+function listItem(experiment) {
+  const link = el("a", "experiment");
+  link.href = `?experiment=${encodeURIComponent(experiment.id)}`;
+  link.addEventListener("click", (event) => {
+    event.preventDefault();
+    history.pushState(null, "", link.href);
+    select(experiment.id);
+  });
+  const title = el("div", "experiment-title");
+  const name = el("span", "experiment-name", experiment.name || experiment.id.slice(0, 8));
+  title.append(name, showStatus(el("span"), experiment.status));
+  link.append(title, el("div", "meta", when(experiment.created_at)), progressBar(experiment.progress));
+  const item = el("li");
+  item.dataset.id = experiment.id;
+  item.append(link);
+  return item;
+}
+
+function markSelected() {
+  for (const item of document.querySelectorAll("#experiment-list li")) {
+    item.classList.toggle("selected", item.dataset.id === state.selectedId);
+  }
+}
+
+function renderList(experiments) {
+  document.getElementById("experiment-list").replaceChildren(...experiments.map(listItem));
+  markSelected();
+  document.getElementById("experiment-list-empty").hidden = experiments.length > 0;
+}
+
+// ---- one experiment -----------------------------------------------------------------------
+
+function renderHead(experiment) {
+  document.getElementById("detail-name").textContent = experiment.name || "unnamed experiment";
+  document.getElementById("detail-id").textContent = experiment.id;
+  document.getElementById("detail-times").textContent = timeline(experiment);
+  showStatus(document.getElementById("detail-status"), experiment.status);
+  document.getElementById("detail-progress").replaceChildren(progressBar(experiment.progress));
+  const error = document.getElementById("detail-error");
+  error.hidden = !experiment.error;
+  error.textContent = experiment.error || "";
+  for (const link of document.querySelectorAll(".exports a")) {
+    link.href = `${API}${experimentPath(experiment.id)}/export?format=${link.dataset.format}`;
+    link.download = `${experiment.id}.${link.dataset.format}`;
+  }
+}
+
+function settingText(value) {
+  if (value === null) return "–";
+  if (Array.isArray(value)) return value.join(", ");
+  if (typeof value === "object") return JSON.stringify(value);
+  return String(value);
+}
+
+function renderSettings(params) {
+  // The prompts themselves can be many; prompts_total counts them and the table shows them in use.
+  const shown = Object.entries(params).filter(([key]) => key !== "prompts");
+  const items = shown.flatMap(([key, value]) => [
+    el("dt", "", key.replaceAll("_", " ")),
+    el("dd", "", settingText(value)),
+  ]);
+  document.getElementById("settings").replaceChildren(...items);
+}
+
+function renderSummaryTable(summary) {
+  const rows = summary.map((point) => row([
+    String(point.alpha), String(point.n), String(point.activated), percent(point.rate),
+    `${percent(point.ci95[0])} – ${percent(point.ci95[1])}`,
+    point.samples_for_95pct_detection == null ? "–" : String(point.samples_for_95pct_detection),
+  ]));
+  document.getElementById("summary-body").replaceChildren(...rows);
+}
+
+function completionCell(completion) {
+  // The detector's match, highlighted where it sits in the text.
+  const cell = el("div", "completion-text");
+  const at = completion.match ? completion.text.indexOf(completion.match) : -1;
+  if (at < 0) {
+    cell.textContent = completion.text;
+    return cell;
+  }
+  const end = at + completion.match.length;
+  cell.append(completion.text.slice(0, at), el("mark", "", completion.match), completion.text.slice(end));
+  return cell;
+}
+
+function completionRow(completion) {
+  const prompt = el("div", "prompt-text", completion.prompt);
+  prompt.title = completion.prompt;
+  const tr = row([
+    prompt, String(completion.alpha), String(completion.sample_index),
+    completionCell(completion), completion.finish_reason,
+  ]);
+  tr.dataset.promptIndex = completion.prompt_index;
+  tr.dataset.alpha = completion.alpha;
+  tr.dataset.sampleIndex = completion.sample_index;
+  return tr;
+}
+
+function renderCompletions(completions, activatedTotal) {
+  document.getElementById("completions-body").replaceChildren(...completions.map(completionRow));
+  const shown = completions.length < activatedTotal ? `showing ${completions.length} of ` : "";
+  document.getElementById("activated-count").textContent = `(${shown}${activatedTotal})`;
+}
+
+async function refreshDetail(id) {
+  const experiment = await getJson(experimentPath(id));
+  if (id !== state.selectedId) return; // the user picked another while this was in flight
+  document.getElementById("detail").hidden = false;
+  document.getElementById("detail-placeholder").hidden = true;
+  renderHead(experiment);
+  renderSettings(experiment.params);
+  renderSummaryTable(experiment.summary);
+  renderRateChart(document.getElementById("rate-chart"), experiment.summary);
+  const key = `${id}:${experiment.status}:${experiment.progress.completions_done}`;
+  if (key === state.completionsKey) return;
+  const completions = await activatedCompletions(id);
+  const activatedTotal = experiment.summary.reduce((sum, point) => sum + point.activated, 0);
+  if (id !== state.selectedId) return;
+  renderCompletions(completions, activatedTotal);
+  state.completionsKey = key;
+}
+
+// ---- polling, selection, token ------------------------------------------------------------
+
+function setConnection(kind, text) {
+  const node = document.getElementById("connection");
+  node.dataset.state = kind;
+  node.textContent = text;
+}
+
+function reportError(error) {
+  if (error.status === 401) document.getElementById("token-form").hidden = false;
+  setConnection("error", error.message);
+}
+
+async function poll() {
+  try {
+    const list = await getJson(`/experiments?limit=${LIST_LIMIT}`);
+    if (!state.selectedId && list.items.length) state.selectedId = list.items[0].id;
+    renderList(list.items);
+    if (state.selectedId) await refreshDetail(state.selectedId);
+    setConnection("live", `live · updated ${new Date().toLocaleTimeString()}`);
+  } catch (error) {
+    reportError(error);
+  }
+  setTimeout(poll, POLL_MS);
+}
+
+function select(id) {
+  state.selectedId = id;
+  state.completionsKey = null;
+  markSelected();
+  refreshDetail(id).catch(reportError);
+}
+
+async function downloadExport(event) {
+  // A plain link cannot carry the Authorization header, so with a token the file is fetched here.
+  if (!localStorage.getItem(TOKEN_KEY)) return;
+  event.preventDefault();
+  const link = event.currentTarget;
+  const path = `${experimentPath(state.selectedId)}/export?format=${link.dataset.format}`;
+  const url = URL.createObjectURL(await (await apiFetch(path)).blob());
+  Object.assign(el("a"), { href: url, download: link.download }).click();
+  URL.revokeObjectURL(url);
+}
+
+function setUpTokenForm() {
+  const form = document.getElementById("token-form");
+  const input = document.getElementById("token-input");
+  input.value = localStorage.getItem(TOKEN_KEY) || "";
+  form.hidden = !input.value;
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = input.value.trim();
+    if (token) localStorage.setItem(TOKEN_KEY, token);
+    else localStorage.removeItem(TOKEN_KEY);
+    if (state.selectedId) select(state.selectedId);
+  });
+}
+
+setUpTokenForm();
+for (const link of document.querySelectorAll(".exports a")) {
+  link.addEventListener("click", (event) => downloadExport(event).catch(reportError));
+}
+window.addEventListener("popstate", () => {
+  const id = new URLSearchParams(location.search).get("experiment");
+  if (id) select(id);
+});
+poll();

@@ -1,0 +1,66 @@
+"""POST /api/v1/generate, API side: queue a small batch for the worker and wait for its answer.
+
+It goes through the same broker and worker as experiments (the seed's /generate_lda_batch, routed
+through the queue), so one GPU process serves both. The DirectGeneration row is the whole
+conversation: the worker fills `result` and sets `status`.
+"""
+
+from __future__ import annotations
+
+import time
+from uuid import uuid4
+
+from api.errors import BadGateway, GatewayTimeout, ServiceUnavailable
+from api.schemas import GenerateRequest
+from ldaq.doorbell import BrokerUnavailable
+from ldaq.experiments import Backend, check_broker, require_model_pair
+from ldaq.tables import DirectGeneration
+
+POLL_SECONDS = 0.1
+
+
+def generate_direct(backend: Backend, request: GenerateRequest) -> list[str]:
+    """One completion per prompt, or 502 (the worker failed), 503 (no broker), 504 (no answer in time)."""
+    require_model_pair(backend, request.model_pair)
+    check_broker(backend.doorbell)
+    request_id = str(uuid4())
+    with backend.database.transaction() as session:
+        session.add(DirectGeneration(id=request_id, status="queued", request=request.model_dump(mode="json")))
+    try:
+        backend.doorbell.ring_direct_generation(request_id, request.model_pair)
+    except BrokerUnavailable as error:
+        _read_direct_generation(backend, request_id, give_up_reason=str(error))
+        raise ServiceUnavailable(str(error), code="broker_unavailable") from error
+    return _await_direct_generation(backend, request_id)
+
+
+def _read_direct_generation(backend: Backend, request_id: str, give_up_reason: str | None = None) -> tuple:
+    """(status, result, error) as the worker left them.
+
+    With a reason, a row still queued is then marked failed, so a worker that comes later can
+    skip it instead of computing an answer nobody waits for.
+    """
+    with backend.database.transaction() as session:
+        row = session.get(DirectGeneration, request_id, with_for_update=give_up_reason is not None)
+        seen = (row.status, row.result, row.error)
+        if give_up_reason is not None and row.status == "queued":
+            row.status, row.error = "failed", give_up_reason
+    return seen
+
+
+def _await_direct_generation(backend: Backend, request_id: str) -> list[str]:
+    timeout = backend.settings.generate_timeout_seconds
+    deadline = time.monotonic() + timeout
+    while True:
+        expired = time.monotonic() >= deadline
+        reason = f"no worker answered within {timeout:g} s" if expired else None
+        status, result, error = _read_direct_generation(backend, request_id, give_up_reason=reason)
+        if status == "succeeded":
+            return result
+        if status == "failed":
+            raise BadGateway(f"the worker could not generate: {error}", details={"request_id": request_id})
+        if expired:
+            raise GatewayTimeout(
+                f"{reason} (LDAQ_GENERATE_TIMEOUT_SECONDS)", code="worker_timeout", details={"request_id": request_id}
+            )
+        time.sleep(POLL_SECONDS)

