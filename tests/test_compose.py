@@ -1,0 +1,137 @@
+"""The deployment files agree with the code: docker-compose.yml, the Dockerfile and .env.example.
+
+No docker engine is needed: the files are read as text and YAML and checked against what DESIGN.md
+section 5 asks of the stack and against the settings the code actually reads.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ldaq.settings import ENVIRONMENT
+
+ROOT = Path(__file__).resolve().parent.parent
+LDAQ_SERVICES = ("migrate", "api", "worker")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict) -> dict:
+    return compose["services"]
+
+
+def environment_names(service: dict) -> set[str]:
+    """The variables a service sets, whether written as a mapping or as a list of NAME=value."""
+    environment = service.get("environment") or {}
+    if isinstance(environment, list):
+        return {entry.split("=", 1)[0] for entry in environment}
+    return set(environment)
+
+
+def test_stack_has_every_service(services: dict) -> None:
+    assert set(services) == {"postgres", "redis", "migrate", "api", "worker", "flower"}
+
+
+def test_ldaq_services_run_the_repository_image_through_ldaq(services: dict) -> None:
+    for name in LDAQ_SERVICES:
+        assert services[name]["build"]["context"] == ".", name
+        assert services[name]["image"] == services["api"]["image"], name
+    assert services["migrate"]["command"] == ["migrate"]
+    assert services["worker"]["command"] == ["worker"]
+
+
+def test_api_serves_the_app_factory_with_gunicorn_on_port_8000(services: dict) -> None:
+    api = services["api"]
+    assert api["entrypoint"] == ["gunicorn"]
+    assert "api:create_app()" in api["command"]
+    assert "0.0.0.0:8000" in api["command"]
+    assert "8000:8000" in api["ports"]
+
+
+def test_postgres_and_redis_have_healthchecks(services: dict) -> None:
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert services["redis"]["healthcheck"]["test"][-2:] == ["redis-cli", "ping"]
+
+
+def test_api_and_worker_wait_for_the_migration_and_healthy_stores(services: dict) -> None:
+    for name in ("api", "worker"):
+        depends_on = services[name]["depends_on"]
+        assert depends_on["migrate"]["condition"] == "service_completed_successfully", name
+        assert depends_on["postgres"]["condition"] == "service_healthy", name
+        assert depends_on["redis"]["condition"] == "service_healthy", name
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["migrate"]["restart"] == "no"
+
+
+def test_worker_reserves_one_nvidia_gpu(services: dict) -> None:
+    devices = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+
+
+def test_flower_runs_only_under_its_profile(services: dict) -> None:
+    assert services["flower"]["profiles"] == ["flower"]
+    assert "flower" in services["flower"]["command"]
+    assert not any("profiles" in services[name] for name in ("postgres", "redis", *LDAQ_SERVICES))
+
+
+def test_named_volumes_hold_the_database_broker_and_model_cache(compose: dict, services: dict) -> None:
+    declared = set(compose["volumes"])
+    mounted = {
+        mount.split(":")[0]: mount.split(":")[1]
+        for service in services.values()
+        for mount in service.get("volumes", [])
+    }
+    assert set(mounted) <= declared
+    assert mounted["postgres-data"] == "/var/lib/postgresql/data"
+    assert mounted["redis-data"] == "/data"
+    data_dir = services["worker"]["environment"]["LDAQ_DATA_DIR"]
+    assert f"ldaq-data:{data_dir}" in services["worker"]["volumes"]
+
+
+def test_ldaq_services_set_only_variables_the_code_reads(services: dict) -> None:
+    for name in LDAQ_SERVICES:
+        unknown = environment_names(services[name]) - set(ENVIRONMENT)
+        assert not unknown, f"{name} sets variables ldaq never reads: {sorted(unknown)}"
+
+
+def test_ldaq_services_use_postgres_and_redis(services: dict) -> None:
+    for name in LDAQ_SERVICES:
+        environment = services[name]["environment"]
+        assert environment["DATABASE_URL"].startswith("postgresql+psycopg://"), name
+        assert environment["REDIS_URL"] == "redis://redis:6379/0", name
+
+
+def read_env_example() -> dict[str, str]:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    assignments = [line.split("=", 1) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return {name.strip(): value for name, value in assignments}
+
+
+def test_env_example_lists_exactly_the_settings_with_their_defaults() -> None:
+    listed = read_env_example()
+    assert list(listed) == list(ENVIRONMENT)
+    assert listed == {name: default for name, (default, _meaning) in ENVIRONMENT.items()}
+
+
+def test_env_example_explains_every_setting() -> None:
+    text = (ROOT / ".env.example").read_text()
+    for name, (_default, meaning) in ENVIRONMENT.items():
+        assert re.search(rf"# {re.escape(meaning)}\n{name}=", text), name
+
+
+def test_image_installs_cuda_torch_and_runs_ldaq_as_a_non_root_user() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.MULTILINE)
+    assert re.search(r"^ARG TORCH_INDEX_URL=https://download\.pytorch\.org/whl/cu\d+", dockerfile, re.MULTILINE)
+    assert dockerfile.index('--index-url "${TORCH_INDEX_URL}" torch') < dockerfile.index("pip install /tmp/ldaq-src")
+    users = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
+    assert users and users[-1] not in ("root", "0")
+    assert 'ENTRYPOINT ["ldaq"]' in dockerfile
