@@ -9,7 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # The worker needs a CUDA build of torch. It is installed first, from the PyTorch wheel index, so
 # that `pip install` finds `torch>=...` satisfied and keeps it; as its own layer it survives code
 # changes. --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu gives a CPU-only image.
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu124
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 RUN pip install --index-url "${TORCH_INDEX_URL}" torch
 
 # Installed from a throwaway copy: no source tree on the runtime path to shadow the package.

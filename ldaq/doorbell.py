@@ -50,6 +50,8 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_timeout=BROKER_PING_SECONDS,
         broker_transport_options=_transport_options(settings),
         worker_hijack_root_logger=False,
+        worker_send_task_events=True,  # so flower (compose profile) shows task history
+        task_send_sent_event=True,
     )
     return app
 
