@@ -242,3 +242,13 @@ def _with_pairs(session: Session, chunks: list[Chunk]) -> list[tuple[int, str]]:
     experiment_ids = {chunk.experiment_id for chunk in chunks}
     pairs = dict(session.execute(select(Experiment.id, Experiment.model_pair).where(Experiment.id.in_(experiment_ids))).all())
     return [(chunk.id, pairs[chunk.experiment_id]) for chunk in chunks]
+
+
+def chunk_seconds(session: Session, experiment_id: str) -> tuple[float, float]:
+    """Wall seconds of the experiment's successful chunk runs, and of those inside generation."""
+    run, model = session.execute(
+        select(func.coalesce(func.sum(Chunk.run_seconds), 0.0), func.coalesce(func.sum(Chunk.model_seconds), 0.0)).where(
+            Chunk.experiment_id == experiment_id, Chunk.status == "succeeded"
+        )
+    ).one()
+    return float(run), float(model)

