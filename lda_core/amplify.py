@@ -14,9 +14,12 @@ def amplified_logits(
     leaves this function: it becomes -inf (a token nobody may sample).
     """
     after = logits_after.float()
-    before = logits_before.float()
+    difference = after - logits_before.float()
     if isinstance(alpha, torch.Tensor):
         alpha = alpha.to(device=after.device, dtype=torch.float32)
-    both_finite = torch.isfinite(after) & torch.isfinite(before)
-    amplified = torch.where(both_finite, after + alpha * (after - before), after)
-    return torch.nan_to_num(amplified, nan=float("-inf"), posinf=torch.finfo(torch.float32).max)
+    # The difference is finite exactly where both logits are (and it did not overflow).
+    amplified = torch.where(torch.isfinite(difference), after + alpha * difference, after)
+    # nan_to_num's default would also turn -inf into a finite number: say neginf explicitly.
+    return torch.nan_to_num(
+        amplified, nan=float("-inf"), posinf=torch.finfo(torch.float32).max, neginf=float("-inf")
+    )

@@ -32,10 +32,14 @@ class Row:
 @dataclass(frozen=True)
 class GenerationSettings:
     max_new_tokens: int = 48
-    temperature: float = 1.0
+    temperature: float = 1.0  # 0 is greedy
     top_p: float = 1.0
     seed: int = 0
     stop_at_eos: bool = False  # stop the batch early once every row has produced EOS
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1 or self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"need max_new_tokens >= 1, temperature >= 0 and 0 < top_p <= 1; got {self}")
 
 
 @dataclass(frozen=True)
@@ -92,23 +96,37 @@ def eos_token_ids(pair: ModelPair) -> set[int]:
     return {i for i in ids if i is not None}
 
 
+def _prefill(
+    pair: ModelPair, rows: list[Row], decoders: list[_Decoder], max_new_tokens: int
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Run each distinct prompt once through both models, then give every row its prompt's cache.
+
+    Returns each model's first logits `[rows, vocab]`, the attention mask for the whole generation
+    `[rows, prompt_len + max_new_tokens]` (False on the left padding) and each row's next position `[rows, 1]`.
+    """
+    prompts = list(dict.fromkeys(row.prompt for row in rows))
+    row_to_prefix = torch.tensor([prompts.index(row.prompt) for row in rows], device=pair.device)
+    encoded = pair.tokenizer(prompts, return_tensors="pt", padding=True).to(pair.device)
+    prompt_mask = encoded["attention_mask"].bool()  # [prompts, prompt_len]
+    # Position ids from the mask: a left-padded row then computes what it computes alone.
+    positions = (prompt_mask.cumsum(dim=-1) - 1).clamp(min=0)
+    first_logits = []
+    for decoder in decoders:
+        first_logits.append(decoder.logits(encoded["input_ids"], prompt_mask, positions)[row_to_prefix])
+        decoder.expand(row_to_prefix)
+    # The mask for every token still to come is all True: build it once, and let each step take a prefix.
+    future = prompt_mask.new_ones(len(rows), max_new_tokens)
+    mask = torch.cat([prompt_mask[row_to_prefix], future], dim=-1)
+    return first_logits, mask, positions[row_to_prefix, -1:] + 1
+
+
 @torch.inference_mode()
 def generate_batch(pair: ModelPair, rows: list[Row], settings: GenerationSettings) -> list[Completion]:
     """Generate one completion per row, in one batch of `len(rows)`."""
     device = pair.device
-    prompts = list(dict.fromkeys(row.prompt for row in rows))
-    row_to_prefix = torch.tensor([prompts.index(row.prompt) for row in rows], device=device)
-    encoded = pair.tokenizer(prompts, return_tensors="pt", padding=True).to(device)
-    mask = encoded["attention_mask"]  # [prompts, prompt_len], 0 on the left padding
-    # Position ids from the mask: a left-padded row then computes what it computes alone.
-    positions = (mask.cumsum(dim=-1) - 1).clamp(min=0)
-
     decoders = [_Decoder(pair.after, contextlib.nullcontext), _Decoder(pair.before, pair.before_context)]
-    prefix_logits = [decoder.logits(encoded["input_ids"], mask, positions) for decoder in decoders]
-    for decoder in decoders:
-        decoder.expand(row_to_prefix)
-    logits_after, logits_before = (logits[row_to_prefix] for logits in prefix_logits)
-    mask, next_position = mask[row_to_prefix], positions[row_to_prefix, -1:] + 1
+    (logits_after, logits_before), mask, next_position = _prefill(pair, rows, decoders, settings.max_new_tokens)
+    prompt_length = mask.shape[1] - settings.max_new_tokens
 
     alphas = torch.tensor([[row.alpha] for row in rows], dtype=torch.float32, device=device)
     keys = torch.tensor([row_key(settings.seed, r.prompt_index, r.alpha, r.sample_index) for r in rows], device=device)
@@ -123,9 +141,8 @@ def generate_batch(pair: ModelPair, rows: list[Row], settings: GenerationSetting
         steps_done = step + 1
         if steps_done == settings.max_new_tokens or (settings.stop_at_eos and bool(finished.all())):
             break
-        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=-1)
-        logits_after, logits_before = (d.logits(tokens[:, None], mask, next_position) for d in decoders)
-        next_position = next_position + 1
+        seen = mask[:, : prompt_length + steps_done]  # the prompt and every token so far, this one included
+        logits_after, logits_before = (d.logits(tokens[:, None], seen, next_position + step) for d in decoders)
     return [_cut_at_eos(pair, row, ids, eos) for row, ids in zip(rows, generated[:, :steps_done].tolist())]
 
 

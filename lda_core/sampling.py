@@ -15,28 +15,42 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     if top_p >= 1.0:
         return logits
     sorted_logits, sorted_indices = torch.sort(logits, descending=True, dim=-1)
-    cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-    # Drop a token once the tokens before it already reach top_p.
-    drop_sorted = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= top_p
+    sorted_probs = torch.softmax(sorted_logits, dim=-1)
+    # Drop a token once the tokens before it already reach top_p (never the first: top_p 0 is greedy).
+    drop_sorted = (sorted_probs.cumsum(dim=-1) - sorted_probs) >= top_p
+    drop_sorted[..., 0] = False
     drop = drop_sorted.scatter(-1, sorted_indices, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 
 
-def logits_to_probs(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0) -> torch.Tensor:
-    """Probabilities after temperature and top-p, in float32. Refuses rows with nothing to sample."""
-    logits = torch.nan_to_num(logits.float(), nan=float("-inf"))
+def sampleable_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Float32 logits with NaN forbidden (-inf); refuses a row where no token is left to pick."""
+    # nan_to_num would also turn -inf into a finite number: keep forbidden tokens forbidden.
+    logits = torch.nan_to_num(logits.float(), nan=float("-inf"), neginf=float("-inf"))
     if not torch.isfinite(logits.amax(dim=-1)).all():
         raise NoSampleableTokenError("a row of logits has no finite value to sample from")
-    logits = top_p_filter(logits / max(temperature, 1e-5), top_p)
-    return torch.softmax(logits, dim=-1)
+    return logits
+
+
+def logits_to_probs(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0) -> torch.Tensor:
+    """Probabilities after temperature and top-p, in float32. Refuses rows with nothing to sample."""
+    logits = sampleable_logits(logits)
+    # Shifting each row's maximum to 0 first keeps a huge logit from overflowing to inf at low temperature.
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / max(temperature, 1e-5)
+    return torch.softmax(top_p_filter(logits, top_p), dim=-1)
 
 
 def sample_from_uniforms(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
-    """Inverse-CDF sampling: row i takes the first token whose cumulative probability exceeds u_i."""
+    """Inverse-CDF sampling: row i takes the first token whose cumulative probability exceeds u_i.
+
+    The target is kept strictly below the total, so even u = 1 (or a product rounded up to the
+    total) lands on a token with non-zero probability, never on a forbidden one at the end.
+    """
     cdf = probs.double().cumsum(dim=-1)  # [batch, vocab]
-    targets = (uniforms.to(cdf) * cdf[..., -1]).unsqueeze(-1)  # [batch, 1]
-    tokens = torch.searchsorted(cdf, targets, right=True).squeeze(-1)
-    return tokens.clamp_(max=probs.shape[-1] - 1)
+    total = cdf[..., -1:]  # [batch, 1]
+    below_total = torch.nextafter(total, torch.zeros_like(total))
+    targets = torch.minimum(uniforms.to(cdf).unsqueeze(-1) * total, below_total)  # [batch, 1]
+    return torch.searchsorted(cdf, targets, right=True).squeeze(-1)
 
 
 def sample_tokens(
@@ -53,7 +67,7 @@ def sample_tokens(
     """
     batched = logits.unsqueeze(0) if logits.dim() == 1 else logits
     if temperature == 0:
-        tokens = torch.nan_to_num(batched.float(), nan=float("-inf")).argmax(dim=-1)
+        tokens = sampleable_logits(batched).argmax(dim=-1)
     else:
         probs = logits_to_probs(batched, temperature, top_p)
         if uniforms is None:

@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.live_service import LiveService
+# Tiny models on 2 shared cores: one thread each is far faster than two fighting the worker
+# process (and any other test process) for the same cores. Set before torch is imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from tests.live_service import LiveService  # noqa: E402
 
 IN_CI = os.environ.get("CI") == "true"
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
