@@ -9,6 +9,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Connection
 
+import ldaq.embedded_broker  # noqa: F401  (registers the embedded broker's URL scheme)
 from ldaq.settings import Settings
 
 RUN_CHUNK_TASK = "ldaq.run_chunk"

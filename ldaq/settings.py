@@ -64,7 +64,7 @@ class Settings:
 
     @property
     def embedded_broker(self) -> bool:
-        return self.broker_url.startswith("sqla+")
+        return self.broker_url.startswith(("sqla+", "ldaqsqla+"))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -74,7 +74,7 @@ class Settings:
             return env.get(name) or ENVIRONMENT[name][0]
 
         data_dir = Path(read("LDAQ_DATA_DIR")).expanduser()
-        broker = read("CELERY_BROKER_URL") or read("REDIS_URL") or f"sqla+sqlite:///{data_dir}/broker.db"
+        broker = read("CELERY_BROKER_URL") or read("REDIS_URL") or f"ldaqsqla+sqlite:///{data_dir}/broker.db"
         return cls(
             data_dir=data_dir,
             database_url=read("DATABASE_URL").format(data_dir=data_dir),

