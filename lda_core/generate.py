@@ -69,6 +69,10 @@ class _Decoder:
         self.context = context
         self.cache = DynamicCache()
         self.cache_argument = _cache_argument(model)
+        config = model.config
+        # SDPA takes a ready boolean [batch, 1, query, key] mask as is, which spares transformers
+        # rebuilding it on every decoding step; a sliding window would need more than "seen".
+        self.takes_ready_mask = config._attn_implementation == "sdpa" and not getattr(config, "sliding_window", None)
 
     def logits(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Next-token logits `[batch, vocab]` for the last position; extends the cache."""
@@ -82,6 +86,12 @@ class _Decoder:
                 **{self.cache_argument: self.cache},
             )
         return output.logits[:, -1, :]
+
+    def decode_logits(self, tokens: torch.Tensor, seen: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Logits after one new token per row; `seen` `[batch, keys]` is True where a row may attend."""
+        # A single query may attend to every key it has seen: causality adds nothing to `seen`.
+        mask = seen[:, None, None, :] if self.takes_ready_mask else seen
+        return self.logits(tokens[:, None], mask, positions)
 
     def expand(self, row_to_prefix: torch.Tensor) -> None:
         """Give each row a copy of its prompt's prefilled cache (rows share a prompt's prefill)."""
@@ -142,7 +152,7 @@ def generate_batch(pair: ModelPair, rows: list[Row], settings: GenerationSetting
         if steps_done == settings.max_new_tokens or (settings.stop_at_eos and bool(finished.all())):
             break
         seen = mask[:, : prompt_length + steps_done]  # the prompt and every token so far, this one included
-        logits_after, logits_before = (d.logits(tokens[:, None], seen, next_position + step) for d in decoders)
+        logits_after, logits_before = (d.decode_logits(tokens, seen, next_position + step) for d in decoders)
     return [_cut_at_eos(pair, row, ids, eos) for row, ids in zip(rows, generated[:, :steps_done].tolist())]
 
 

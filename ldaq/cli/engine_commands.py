@@ -149,7 +149,7 @@ def format_benchmark(report: dict) -> str:
               help="A pair to measure (before/ and after/ inside); default: the toy pair, trained if needed.")
 @click.option("--batch-size", "batch_sizes", multiple=True, type=int, default=(1, 4, 16), show_default=True,
               help="Batched LDA at these sizes; the largest is also compared with `generate`.")
-@click.option("--prompts", "prompt_count", default=16, show_default=True, help="Toy evaluation prompts to decode.")
+@click.option("--prompts", "prompt_count", default=64, show_default=True, help="Toy evaluation prompts to decode (4 batches of 16 at the largest size).")
 @click.option("--max-new-tokens", default=32, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(DTYPES))
