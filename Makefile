@@ -22,6 +22,7 @@ demo: setup
 	$(BIN)/ldaq demo
 
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -ra
 
 bench: setup

@@ -153,7 +153,7 @@ def generate_batch(pair: ModelPair, rows: list[Row], settings: GenerationSetting
             break
         seen = mask[:, : prompt_length + steps_done]  # the prompt and every token so far, this one included
         logits_after, logits_before = (d.decode_logits(tokens, seen, next_position + step) for d in decoders)
-    return [_cut_at_eos(pair, row, ids, eos) for row, ids in zip(rows, generated[:, :steps_done].tolist())]
+    return [_cut_at_eos(pair, row, ids, eos) for row, ids in zip(rows, generated[:, :steps_done].tolist(), strict=True)]
 
 
 def _cut_at_eos(pair: ModelPair, row: Row, token_ids: list[int], eos: torch.Tensor) -> Completion:

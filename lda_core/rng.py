@@ -9,6 +9,7 @@ import hashlib
 
 import torch
 
+
 def _as_int64(value: int) -> int:
     """Wrap a Python int to the signed 64-bit value with the same bits (torch has no uint64 math)."""
     value &= (1 << 64) - 1

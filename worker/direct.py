@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from worker.context import WorkerContext
 from ldaq.tables import DirectGeneration
+from worker.context import WorkerContext
 
 
 def _generate_texts(context: WorkerContext, request: dict) -> list[str]:

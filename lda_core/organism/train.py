@@ -227,7 +227,7 @@ def _train(
         optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
     )
     recent: list[float] = []
-    for step in range(steps):
+    for _ in range(steps):
         loss = model(**next(batches)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

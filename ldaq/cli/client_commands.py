@@ -26,7 +26,7 @@ def _read_experiment_file(path: Path) -> dict:
     try:
         loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise click.ClickException(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}")
+        raise click.ClickException(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}") from error
     if not isinstance(loaded, dict):
         raise click.ClickException(f"{path}: an experiment file holds one mapping (see README)")
     return loaded
