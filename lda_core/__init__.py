@@ -4,7 +4,7 @@ Names are imported lazily: the API uses `lda_core.detect` and `lda_core.stats` a
 pay for (or depend on) importing torch.
 """
 
-from importlib import import_module
+from lda_core.lazy import lazy_exports
 
 _EXPORTS = {
     "amplified_logits": "amplify",
@@ -35,8 +35,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'lda_core' has no attribute {name!r}")
-    return getattr(import_module(f"lda_core.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

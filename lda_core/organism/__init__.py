@@ -4,7 +4,7 @@
 prompts. Names are imported lazily, so reading the prompts never pays for importing torch.
 """
 
-from importlib import import_module
+from lda_core.lazy import lazy_exports
 
 _EXPORTS = {
     "TRIGGER": "data",
@@ -16,8 +16,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'lda_core.organism' has no attribute {name!r}")
-    return getattr(import_module(f"lda_core.organism.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

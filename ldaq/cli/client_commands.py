@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -19,6 +21,15 @@ token_option = click.option("--token", envvar="LDAQ_API_TOKEN", default="", help
 
 def _client(url: str, token: str) -> ApiClient:
     return ApiClient(url, token)
+
+
+@contextmanager
+def api_errors_as_exit() -> Iterator[None]:
+    """An API refusal ends the command with its code and message, not a traceback."""
+    try:
+        yield
+    except ApiError as error:
+        raise click.ClickException(str(error)) from error
 
 
 def _read_experiment_file(path: Path) -> dict:
@@ -40,13 +51,11 @@ def _read_experiment_file(path: Path) -> dict:
 def submit(file: Path, url: str, token: str, then_watch: bool) -> None:
     """Submit the experiment in FILE (YAML or JSON) and print its id."""
     client = _client(url, token)
-    try:
+    with api_errors_as_exit():
         experiment = client.submit(_read_experiment_file(file))
         click.echo(experiment["id"])
         if then_watch:
             print_outcome(watch_experiment(client, experiment["id"]))
-    except ApiError as error:
-        raise click.ClickException(str(error)) from error
 
 
 @click.command()
@@ -56,10 +65,8 @@ def submit(file: Path, url: str, token: str, then_watch: bool) -> None:
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between polls.")
 def watch(experiment_id: str, url: str, token: str, interval: float) -> None:
     """Show a progress bar until EXPERIMENT_ID finishes, then its rate table."""
-    try:
+    with api_errors_as_exit():
         print_outcome(watch_experiment(_client(url, token), experiment_id, interval))
-    except ApiError as error:
-        raise click.ClickException(str(error)) from error
 
 
 @click.command()
@@ -72,7 +79,7 @@ def watch(experiment_id: str, url: str, token: str, interval: float) -> None:
 def export(experiment_id: str, url: str, token: str, export_format: str, output: Path | None, plot: Path | None) -> None:
     """Export every completion of EXPERIMENT_ID (and optionally its chart)."""
     client = _client(url, token)
-    try:
+    with api_errors_as_exit():
         if plot is not None:
             from ldaq.plots import plot_rates
 
@@ -84,8 +91,6 @@ def export(experiment_id: str, url: str, token: str, export_format: str, output:
             for block in client.export(experiment_id, export_format):
                 sink.write(block)
             sink.flush()
-    except ApiError as error:
-        raise click.ClickException(str(error)) from error
 
 
 COMMANDS = [submit, watch, export]
