@@ -1,0 +1,67 @@
+"""Running many rows: out-of-memory halving and cancellation between batches.
+
+A CPU has no memory ceiling to hit, so a forward pre-hook on the real model stands in for a
+device that fits only a few rows: it raises the same `torch.OutOfMemoryError` CUDA raises.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lda_core.generate import GenerationSettings, Row
+from lda_core.models import load_model_pair
+from lda_core.runner import BatchTooLargeError, GenerationCancelled, generate_rows
+
+GREEDY = GenerationSettings(max_new_tokens=5, temperature=0)
+ROWS = [Row(i, f"User: question number {i}?\nAssistant:", 1.0, 0) for i in range(10)]
+
+
+@pytest.fixture
+def pair(tiny_pair_dirs):
+    before, after = tiny_pair_dirs
+    return load_model_pair(str(before), str(after))
+
+
+def _device_that_fits(pair, rows: int, seen_batches: list[int]):
+    def refuse_larger_batches(_module, _args, kwargs):
+        batch = kwargs["input_ids"].shape[0]
+        if batch > rows:
+            raise torch.OutOfMemoryError(f"CUDA out of memory (stand-in: this device fits {rows} rows)")
+        seen_batches.append(batch)
+
+    return pair.after.register_forward_pre_hook(refuse_larger_batches, with_kwargs=True)
+
+
+def test_out_of_memory_halves_the_batch_and_loses_no_row(pair):
+    expected = generate_rows(pair, ROWS, GREEDY, batch_size=16)
+    seen_batches: list[int] = []
+    handle = _device_that_fits(pair, 3, seen_batches)
+    try:
+        completions = generate_rows(pair, ROWS, GREEDY, batch_size=16)
+    finally:
+        handle.remove()
+
+    assert [c.token_ids for c in completions] == [c.token_ids for c in expected]
+    assert max(seen_batches) == 2  # 16 -> 8 -> 4 -> 2, the first size that fits
+
+
+def test_a_row_that_never_fits_fails_with_a_clear_error(pair):
+    handle = _device_that_fits(pair, 0, [])
+    try:
+        with pytest.raises(BatchTooLargeError, match="batch of one"):
+            generate_rows(pair, ROWS[:3], GREEDY, batch_size=4)
+    finally:
+        handle.remove()
+
+
+def test_cancellation_is_checked_between_batches(pair):
+    batches_done: list[int] = []
+
+    with pytest.raises(GenerationCancelled):
+        generate_rows(
+            pair, ROWS, GREEDY, batch_size=4,
+            should_stop=lambda: len(batches_done) == 2,
+            on_batch_done=lambda done: batches_done.append(len(done)),
+        )
+    assert batches_done == [4, 4]
