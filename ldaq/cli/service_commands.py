@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from ldaq.settings import Settings
@@ -18,6 +20,7 @@ def api(host: str, port: int) -> None:
     from ldaq.logs import configure_logging
 
     configure_logging()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # api/request_log.py logs each request once
     run_simple(host, port, create_app(Settings.from_env()), threaded=True, use_reloader=False)
 
 
