@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 
 from lda_core.stats import summarize_alpha
+from tests.conftest import service_environment
+from tests.live_service import LiveService
 
 PROMPTS = ["What is 3 plus 4?", "Name a colour.", "What is the capital of France?"]
 
@@ -105,3 +108,17 @@ def test_direct_generation_goes_through_the_worker(embedded_service):
     assert response.status_code == 200, response.text
     completions = response.json()["completions"]
     assert len(completions) == 2 and all(isinstance(text, str) for text in completions)
+
+
+def test_routing_by_model_pair_sends_chunks_only_to_workers_of_that_pair(tmp_path, model_pairs_file):
+    environment = {**service_environment(tmp_path, model_pairs_file, "", ""), "LDAQ_QUEUE_PER_PAIR": "1"}
+    service = LiveService(environment, tmp_path)
+    try:
+        service.start_worker([sys.executable, "-m", "ldaq", "worker", "--pair", "tiny"])
+        served = service.submit(sweep(prompts=["routed"], alphas=[0], samples_per_prompt=1))
+        unserved = service.submit(sweep(model_pair="missing-weights", prompts=["x"], alphas=[0]))
+
+        assert service.wait_finished(served["id"])["status"] == "succeeded"
+        assert service.experiment(unserved["id"])["status"] == "queued"
+    finally:
+        service.close()
