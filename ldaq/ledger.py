@@ -59,10 +59,14 @@ def claim_chunk(
     experiment, or a chunk that already used up its attempts (it then fails for good: a chunk
     that kills its worker every time must not loop forever).
     """
-    chunk = _lock_chunk(session, chunk_id)
-    if chunk is None or chunk.status in FINISHED_CHUNK or _held_by_someone_else(chunk, owner):
+    experiment_id = session.scalar(select(Chunk.experiment_id).where(Chunk.id == chunk_id))
+    if experiment_id is None:
         return None
-    experiment = session.get(Experiment, chunk.experiment_id)
+    # Experiment before chunk, the order request_cancel takes them in: no deadlock between the two.
+    experiment = session.get(Experiment, experiment_id, with_for_update=True)
+    chunk = _lock_chunk(session, chunk_id)
+    if chunk.status in FINISHED_CHUNK or _held_by_someone_else(chunk, owner):
+        return None
     if experiment.cancel_requested:
         _finish_chunk(session, chunk, "cancelled", None)
         return None
