@@ -45,6 +45,12 @@ def _lock_chunk(session: Session, chunk_id: int) -> Chunk | None:
     return session.scalars(select(Chunk).where(Chunk.id == chunk_id).with_for_update()).first()
 
 
+def _lock_unfinished_chunk(session: Session, chunk_id: int) -> Chunk | None:
+    """The locked chunk, or None when it is unknown or already finished (nothing left to change)."""
+    chunk = _lock_chunk(session, chunk_id)
+    return chunk if chunk is not None and chunk.status not in FINISHED_CHUNK else None
+
+
 def _held_by_someone_else(chunk: Chunk, owner: str) -> bool:
     lease_alive = chunk.lease_expires_at is not None and chunk.lease_expires_at > utcnow()
     return chunk.status == "running" and lease_alive and chunk.lease_owner != owner
@@ -139,8 +145,8 @@ def complete_chunk(
 
 def release_for_retry(session: Session, chunk_id: int, error: str, max_attempts: int) -> bool:
     """After a failed run: back to queued if attempts remain (True), else failed for good."""
-    chunk = _lock_chunk(session, chunk_id)
-    if chunk is None or chunk.status in FINISHED_CHUNK:
+    chunk = _lock_unfinished_chunk(session, chunk_id)
+    if chunk is None:
         return False
     if chunk.attempts >= max_attempts:
         _finish_chunk(session, chunk, "failed", error)
@@ -152,14 +158,14 @@ def release_for_retry(session: Session, chunk_id: int, error: str, max_attempts:
 
 def fail_chunk(session: Session, chunk_id: int, error: str) -> None:
     """Fail a chunk for good: retrying cannot help (a batch of one does not fit, say)."""
-    chunk = _lock_chunk(session, chunk_id)
-    if chunk is not None and chunk.status not in FINISHED_CHUNK:
+    chunk = _lock_unfinished_chunk(session, chunk_id)
+    if chunk is not None:
         _finish_chunk(session, chunk, "failed", error)
 
 
 def cancel_chunk(session: Session, chunk_id: int) -> None:
-    chunk = _lock_chunk(session, chunk_id)
-    if chunk is not None and chunk.status not in FINISHED_CHUNK:
+    chunk = _lock_unfinished_chunk(session, chunk_id)
+    if chunk is not None:
         _finish_chunk(session, chunk, "cancelled", None)
 
 

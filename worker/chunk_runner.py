@@ -17,7 +17,8 @@ class RetryLater(Exception):
     """The chunk failed but has attempts left: ring again after a backoff."""
 
 
-def _settings_of(params: dict):
+def generation_settings(params: dict):
+    """lda_core's GenerationSettings from stored request parameters (an experiment's or /generate's)."""
     from lda_core.generate import GenerationSettings
 
     return GenerationSettings(
@@ -81,7 +82,7 @@ def _generate(context: WorkerContext, claim: ChunkClaim) -> tuple[list, float]:
             return ledger.cancel_requested(session, claim.experiment_id)
 
     completions = generate_rows(
-        pair, _rows_of(claim, pair.tokenizer), _settings_of(claim.params), context.settings.batch_size, cancelled
+        pair, _rows_of(claim, pair.tokenizer), generation_settings(claim.params), context.settings.batch_size, cancelled
     )
     return completions, time.perf_counter() - started
 

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 from ldaq.tables import DirectGeneration
+from worker.chunk_runner import generation_settings
 from worker.context import WorkerContext
 
 
 def _generate_texts(context: WorkerContext, request: dict) -> list[str]:
-    from lda_core.generate import GenerationSettings, Row
+    from lda_core.generate import Row
     from lda_core.runner import generate_rows
 
     pair = context.models.get(request["model_pair"])
     rows = [Row(i, prompt, float(request["alpha"]), 0) for i, prompt in enumerate(request["prompts"])]
-    settings = GenerationSettings(
-        max_new_tokens=request["max_new_tokens"],
-        temperature=request["temperature"],
-        top_p=request["top_p"],
-        seed=request["seed"],
-        stop_at_eos=True,
-    )
+    settings = generation_settings({**request, "stop_at_eos": True})
     return [completion.text for completion in generate_rows(pair, rows, settings, context.settings.batch_size)]
 
 

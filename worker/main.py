@@ -10,7 +10,8 @@ from ldaq.logs import configure_logging
 from ldaq.migrate import upgrade_database
 from ldaq.model_pairs import load_model_pairs
 from ldaq.settings import Settings
-from worker.sweeper import Sweeper
+from worker.periodic import PeriodicThread
+from worker.sweeper import sweep_once
 from worker.tasks import make_worker_app
 
 
@@ -27,7 +28,9 @@ def run_worker(settings: Settings, pairs: tuple[str, ...] = (), loglevel: str = 
     configure_logging(loglevel)
     upgrade_database(settings.database_url)
     app = make_worker_app(settings)
-    sweeper = Sweeper(Database(settings.database_url), Doorbell(settings, app), settings)
+    database, doorbell = Database(settings.database_url), Doorbell(settings, app)
+    # Started once the pool has forked its child, stopped on shutdown; runs in the parent only.
+    sweeper = PeriodicThread(settings.sweep_seconds, lambda: sweep_once(database, doorbell, settings), "ldaq-sweeper")
     worker_ready.connect(lambda **_: sweeper.start(), weak=False)
     worker_shutting_down.connect(lambda **_: sweeper.stop(), weak=False)
     app.worker_main(

@@ -7,7 +7,6 @@ and what covers the embedded broker, which forgets unacknowledged messages on a 
 from __future__ import annotations
 
 import logging
-import threading
 
 from ldaq import ledger
 from ldaq.db import Database
@@ -29,26 +28,3 @@ def sweep_once(database: Database, doorbell: Doorbell, settings: Settings) -> in
     if due:
         log.info("swept=%s", len(due))
     return len(due)
-
-
-class Sweeper:
-    """Runs `sweep_once` every LDAQ_SWEEP_SECONDS in a daemon thread."""
-
-    def __init__(self, database: Database, doorbell: Doorbell, settings: Settings) -> None:
-        self.database, self.doorbell, self.settings = database, doorbell, settings
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="ldaq-sweeper", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._stopped.wait(self.settings.sweep_seconds):
-            try:
-                sweep_once(self.database, self.doorbell, self.settings)
-            except Exception:  # a database outage must not end the sweeper
-                log.exception("sweep failed")
