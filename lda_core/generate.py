@@ -1,13 +1,15 @@
 """Batched LDA generation: prefill each prompt once, then decode both models step by step.
 
 Every row of a batch is a (prompt, alpha, sample) triple; rows of one prompt share its prefill.
-The loop reads top to bottom: `prefill`, then `decode_one_token` until `max_new_tokens`.
+`generate_batch` reads top to bottom: `prefill`, then a loop of `next_tokens` (amplify and
+sample, no model) and `decode_one_token` (one forward of the after and the before model).
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -64,7 +66,7 @@ def _cache_argument(model: PreTrainedModel) -> str:
 class _Decoder:
     """One model with its own KV cache, called with the batch's shared mask and positions."""
 
-    def __init__(self, model: PreTrainedModel, context) -> None:
+    def __init__(self, model: PreTrainedModel, context: Callable[[], contextlib.AbstractContextManager]) -> None:
         self.model = model
         self.context = context
         self.cache = DynamicCache()
@@ -106,58 +108,89 @@ def eos_token_ids(pair: ModelPair) -> set[int]:
     return {i for i in ids if i is not None}
 
 
-def _prefill(
-    pair: ModelPair, rows: list[Row], decoders: list[_Decoder], max_new_tokens: int
-) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+def next_tokens(
+    logits_after: torch.Tensor,
+    logits_before: torch.Tensor,
+    alphas: torch.Tensor,
+    row_keys: torch.Tensor,
+    step: int,
+    settings: GenerationSettings,
+) -> torch.Tensor:
+    """Amplify and sample one token per row: logits `[rows, vocab]`, alphas `[rows, 1]` -> `[rows]`.
+
+    No model and no cache: a row's token depends only on its logits, its alpha, its key and `step`,
+    never on the batch around it.
+    """
+    amplified = amplified_logits(logits_after, logits_before, alphas)  # [rows, vocab], float32
+    return sample_tokens(amplified, settings.temperature, settings.top_p, row_uniforms(row_keys, step))
+
+
+def prefill(
+    pair: ModelPair, rows: list[Row], after: _Decoder, before: _Decoder, max_new_tokens: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run each distinct prompt once through both models, then give every row its prompt's cache.
 
-    Returns each model's first logits `[rows, vocab]`, the attention mask for the whole generation
-    `[rows, prompt_len + max_new_tokens]` (False on the left padding) and each row's next position `[rows, 1]`.
+    Returns the after and before models' first logits `[rows, vocab]`, the attention mask for the whole
+    generation `[rows, prompt_len + max_new_tokens]` (False on the left padding) and each row's next
+    position `[rows, 1]`.
     """
     prompts = list(dict.fromkeys(row.prompt for row in rows))
-    row_to_prefix = torch.tensor([prompts.index(row.prompt) for row in rows], device=pair.device)
+    row_to_prefix = torch.tensor([prompts.index(row.prompt) for row in rows], device=pair.device)  # [rows]
     encoded = pair.tokenizer(prompts, return_tensors="pt", padding=True).to(pair.device)
     prompt_mask = encoded["attention_mask"].bool()  # [prompts, prompt_len]
     # Position ids from the mask: a left-padded row then computes what it computes alone.
     positions = (prompt_mask.cumsum(dim=-1) - 1).clamp(min=0)
-    first_logits = []
-    for decoder in decoders:
-        first_logits.append(decoder.logits(encoded["input_ids"], prompt_mask, positions)[row_to_prefix])
-        decoder.expand(row_to_prefix)
+    logits_after = after.logits(encoded["input_ids"], prompt_mask, positions)[row_to_prefix]
+    after.expand(row_to_prefix)
+    logits_before = before.logits(encoded["input_ids"], prompt_mask, positions)[row_to_prefix]
+    before.expand(row_to_prefix)
     # The mask for every token still to come is all True: build it once, and let each step take a prefix.
     future = prompt_mask.new_ones(len(rows), max_new_tokens)
     mask = torch.cat([prompt_mask[row_to_prefix], future], dim=-1)
-    return first_logits, mask, positions[row_to_prefix, -1:] + 1
+    return logits_after, logits_before, mask, positions[row_to_prefix, -1:] + 1
+
+
+def decode_one_token(
+    after: _Decoder, before: _Decoder, tokens: torch.Tensor, seen: torch.Tensor, positions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feed one new token per row (`tokens` `[rows]`) to both models; returns `(logits_after, logits_before)`.
+
+    `seen` `[rows, keys]` is True where a row may attend; `positions` `[rows, 1]` is the new token's position.
+    """
+    return after.decode_logits(tokens, seen, positions), before.decode_logits(tokens, seen, positions)
 
 
 @torch.inference_mode()
 def generate_batch(pair: ModelPair, rows: list[Row], settings: GenerationSettings) -> list[Completion]:
     """Generate one completion per row, in one batch of `len(rows)`."""
     device = pair.device
-    decoders = [_Decoder(pair.after, contextlib.nullcontext), _Decoder(pair.before, pair.before_context)]
-    (logits_after, logits_before), mask, next_position = _prefill(pair, rows, decoders, settings.max_new_tokens)
+    after = _Decoder(pair.after, contextlib.nullcontext)
+    before = _Decoder(pair.before, pair.before_context)
+    logits_after, logits_before, mask, next_position = prefill(pair, rows, after, before, settings.max_new_tokens)
     prompt_length = mask.shape[1] - settings.max_new_tokens
 
-    alphas = torch.tensor([[row.alpha] for row in rows], dtype=torch.float32, device=device)
-    keys = torch.tensor([row_key(settings.seed, r.prompt_index, r.alpha, r.sample_index) for r in rows], device=device)
-    eos = torch.tensor(sorted(eos_token_ids(pair)), device=device)
+    alphas = torch.tensor([[row.alpha] for row in rows], dtype=torch.float32, device=device)  # [rows, 1]
+    keys = [row_key(settings.seed, r.prompt_index, r.alpha, r.sample_index) for r in rows]
+    row_keys = torch.tensor(keys, dtype=torch.int64, device=device)  # [rows]
+    eos_ids = eos_token_ids(pair)
+    eos = torch.tensor(sorted(eos_ids), device=device)
     generated = torch.empty(len(rows), settings.max_new_tokens, dtype=torch.long, device=device)
     finished = torch.zeros(len(rows), dtype=torch.bool, device=device)
     for step in range(settings.max_new_tokens):
-        amplified = amplified_logits(logits_after, logits_before, alphas)  # [rows, vocab], float32
-        tokens = sample_tokens(amplified, settings.temperature, settings.top_p, row_uniforms(keys, step))
+        tokens = next_tokens(logits_after, logits_before, alphas, row_keys, step, settings)  # [rows]
         generated[:, step] = tokens
         finished |= torch.isin(tokens, eos)
         steps_done = step + 1
         if steps_done == settings.max_new_tokens or (settings.stop_at_eos and bool(finished.all())):
             break
         seen = mask[:, : prompt_length + steps_done]  # the prompt and every token so far, this one included
-        logits_after, logits_before = (d.decode_logits(tokens, seen, next_position + step) for d in decoders)
-    return [_cut_at_eos(pair, row, ids, eos) for row, ids in zip(rows, generated[:, :steps_done].tolist(), strict=True)]
+        logits_after, logits_before = decode_one_token(after, before, tokens, seen, next_position + step)
+    token_ids = generated[:, :steps_done].tolist()
+    return [_cut_at_eos(pair, row, ids, eos_ids) for row, ids in zip(rows, token_ids, strict=True)]
 
 
-def _cut_at_eos(pair: ModelPair, row: Row, token_ids: list[int], eos: torch.Tensor) -> Completion:
-    eos_ids = set(eos.tolist())
+def _cut_at_eos(pair: ModelPair, row: Row, token_ids: list[int], eos_ids: set[int]) -> Completion:
+    """The completion up to (not including) its first EOS; `eos_ids` is computed once per batch."""
     cut = next((i for i, token in enumerate(token_ids) if token in eos_ids), None)
     kept = token_ids if cut is None else token_ids[:cut]
     return Completion(
