@@ -1,7 +1,5 @@
 """The ldaq REST API as a Flask application factory: `gunicorn 'api:create_app()'`.
 
-Blueprints are imported inside `create_app` (as in Flask's own factory examples), so importing
-`api.errors` or `api.schemas` from the service layer stays cheap and free of import cycles.
 Nothing here imports torch: the API process never loads a model.
 """
 
@@ -9,6 +7,16 @@ from __future__ import annotations
 
 from flask import Flask
 
+from api.auth import install_auth
+from api.dashboard import dashboard_blueprint
+from api.errors import install_error_handlers
+from api.experiments import experiments_blueprint
+from api.generate import generate_blueprint
+from api.health import health_blueprint
+from api.model_pairs import model_pairs_blueprint
+from api.openapi import openapi_blueprint
+from api.request_log import install_request_log
+from ldaq.backend import Backend
 from ldaq.migrate import upgrade_database
 from ldaq.settings import Settings
 
@@ -16,20 +24,9 @@ from ldaq.settings import Settings
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app from one Settings object (the environment's when None), schema migrated.
 
-    `app.extensions["ldaq"]` holds the `ldaq.experiments.Backend`: settings, database, doorbell,
+    `app.extensions["ldaq"]` holds the `ldaq.backend.Backend`: settings, database, doorbell,
     model pairs.
     """
-    from api.auth import install_auth
-    from api.dashboard import dashboard_blueprint
-    from api.errors import install_error_handlers
-    from api.experiments import experiments_blueprint
-    from api.generate import generate_blueprint
-    from api.health import health_blueprint
-    from api.model_pairs import model_pairs_blueprint
-    from api.openapi import openapi_blueprint
-    from api.request_log import install_request_log
-    from ldaq.experiments import Backend
-
     settings = settings or Settings.from_env()
     upgrade_database(settings.database_url)
     app = Flask(__name__)

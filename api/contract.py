@@ -15,8 +15,8 @@ from flask import Response, current_app, request
 from pydantic import BaseModel, ValidationError
 
 from api.errors import invalid_request_from
-from api.schemas import MAX_NEW_TOKENS_LIMIT
-from ldaq.experiments import Backend
+from ldaq.backend import Backend
+from ldaq.request_models import MAX_NEW_TOKENS_LIMIT
 
 JSON = "application/json"
 

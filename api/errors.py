@@ -1,82 +1,66 @@
-"""Typed API errors and the handlers that render every failure as the one JSON error shape.
+"""Every failure leaves the API as the one JSON error shape, with its HTTP status chosen here.
 
 `{"error": {"code": ..., "message": ..., "details": {...}}}`: clients branch on `code`, people
-read `message`. A 4xx means the client did something wrong; a 500 means we have a bug.
+read `message`. The service raises `ldaq.errors` exceptions, which know nothing of HTTP;
+`HTTP_STATUS` is the one table that turns them into statuses. A 4xx means the client did
+something wrong; a 500 means we have a bug.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import ClassVar
 
 from flask import Flask, Response, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from api.schemas import ErrorBody, ErrorResponse
+from ldaq.errors import (
+    Conflict,
+    GenerationFailed,
+    InvalidRequest,
+    LdaqError,
+    NotFound,
+    ServiceUnavailable,
+    WorkerTimeout,
+)
 
 logger = logging.getLogger(__name__)
 
 MAX_REPORTED_VALIDATION_ERRORS = 20
 
 
-class ApiError(Exception):
-    """Base of every error a view or service raises on purpose; the subclass names the status."""
+class Unauthorized(LdaqError):
+    """No valid bearer token: an HTTP concern, so it lives here and not in the service."""
 
-    default_status: ClassVar[int] = 500
-    default_code: ClassVar[str] = "internal_error"
-    default_headers: ClassVar[dict[str, str]] = {}
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        details: dict | None = None,
-        status: int | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code or self.default_code
-        self.details = details or {}
-        self.status = status or self.default_status
-        self.headers = {**self.default_headers, **(headers or {})}
+    default_code = "unauthorized"
 
 
-class InvalidRequest(ApiError):
-    default_status, default_code = 400, "invalid_request"
+class PayloadTooLarge(LdaqError):
+    default_code = "payload_too_large"
 
 
-class Unauthorized(ApiError):
-    default_status, default_code = 401, "unauthorized"
-    default_headers = {"WWW-Authenticate": 'Bearer realm="ldaq"'}
+HTTP_STATUS: dict[type[LdaqError], int] = {
+    InvalidRequest: 400,
+    Unauthorized: 401,
+    NotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    GenerationFailed: 502,
+    ServiceUnavailable: 503,
+    WorkerTimeout: 504,
+}
+EXTRA_HEADERS: dict[type[LdaqError], dict[str, str]] = {Unauthorized: {"WWW-Authenticate": 'Bearer realm="ldaq"'}}
 
 
-class NotFound(ApiError):
-    default_status, default_code = 404, "not_found"
+def _nearest(table: dict, error: LdaqError, default):
+    """The entry of the error's nearest class (itself, then its bases) in `table`."""
+    return next((table[cls] for cls in type(error).__mro__ if cls in table), default)
 
 
-class Conflict(ApiError):
-    default_status, default_code = 409, "conflict"
-
-
-class PayloadTooLarge(ApiError):
-    default_status, default_code = 413, "payload_too_large"
-
-
-class BadGateway(ApiError):
-    """The worker answered, with a failure: neither the client's fault nor an API bug."""
-
-    default_status, default_code = 502, "generation_failed"
-
-
-class ServiceUnavailable(ApiError):
-    default_status, default_code = 503, "service_unavailable"
-
-
-class GatewayTimeout(ApiError):
-    default_status, default_code = 504, "gateway_timeout"
+def status_of(error: LdaqError) -> int:
+    """The status of the nearest class in `HTTP_STATUS`; an unmapped error is our bug (500)."""
+    return _nearest(HTTP_STATUS, error, 500)
 
 
 def invalid_request_from(error: ValidationError) -> InvalidRequest:
@@ -95,38 +79,43 @@ def invalid_request_from(error: ValidationError) -> InvalidRequest:
     )
 
 
-def error_response(error: ApiError) -> Response:
-    body = ErrorResponse(error=ErrorBody(code=error.code, message=error.message, details=error.details))
-    response = Response(body.model_dump_json(), status=error.status, mimetype="application/json")
-    response.headers.update(error.headers)
+def error_response(
+    code: str, message: str, details: dict, status: int, headers: dict[str, str] | None = None
+) -> Response:
+    body = ErrorResponse(error=ErrorBody(code=code, message=message, details=details))
+    response = Response(body.model_dump_json(), status=status, mimetype="application/json")
+    response.headers.update(headers or {})
     return response
 
 
-def _from_http_exception(error: HTTPException) -> ApiError:
+def _from_ldaq_error(error: LdaqError) -> Response:
+    headers = _nearest(EXTRA_HEADERS, error, {})
+    return error_response(error.code, error.message, error.details, status_of(error), headers)
+
+
+def _from_http_exception(error: HTTPException) -> Response:
     """Werkzeug's own refusals (no such route, wrong method, body too large) in our shape."""
     if error.code == 413:
         limit = request.max_content_length
-        return PayloadTooLarge(
-            f"request body is larger than the server's limit of {limit} bytes (LDAQ_MAX_BODY_BYTES)",
-            details={"max_body_bytes": limit},
+        return _from_ldaq_error(
+            PayloadTooLarge(
+                f"request body is larger than the server's limit of {limit} bytes (LDAQ_MAX_BODY_BYTES)",
+                details={"max_body_bytes": limit},
+            )
         )
     # Keep werkzeug's headers that matter to clients, such as Allow on a 405.
     headers = {name: value for name, value in error.get_headers() if name.lower() != "content-type"}
-    return ApiError(
-        error.description or error.name,
-        code=error.name.lower().replace(" ", "_"),
-        status=error.code or 500,
-        headers=headers,
-    )
+    code = error.name.lower().replace(" ", "_")
+    return error_response(code, error.description or error.name, {}, error.code or 500, headers)
 
 
 def _unexpected(error: Exception) -> Response:
     logger.exception("unhandled error", exc_info=error)
-    return error_response(ApiError("internal server error; this is a bug, please report it"))
+    return error_response("internal_error", "internal server error; this is a bug, please report it", {}, 500)
 
 
 def install_error_handlers(app: Flask) -> None:
     """Every exception leaves the app as the JSON error shape; only bugs become 500s."""
-    app.register_error_handler(ApiError, error_response)
-    app.register_error_handler(HTTPException, lambda error: error_response(_from_http_exception(error)))
+    app.register_error_handler(LdaqError, _from_ldaq_error)
+    app.register_error_handler(HTTPException, _from_http_exception)
     app.register_error_handler(Exception, _unexpected)

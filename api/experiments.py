@@ -10,7 +10,6 @@ from api.schemas import (
     CompletionOut,
     CompletionPage,
     CompletionQuery,
-    ExperimentCreate,
     ExperimentListQuery,
     ExperimentOut,
     ExperimentPage,
@@ -18,6 +17,7 @@ from api.schemas import (
 )
 from ldaq.completions import EXPORT_MEDIA_TYPES, export_completions, list_completions
 from ldaq.experiments import cancel_experiment, create_experiment, get_experiment, list_experiments
+from ldaq.request_models import ExperimentCreate
 
 experiments_blueprint = Blueprint("experiments", __name__, url_prefix="/api/v1/experiments")
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import Blueprint
 
 from api.contract import current_backend, endpoint
-from api.schemas import GenerateRequest, GenerateResponse
+from api.schemas import GenerateResponse
 from ldaq.direct_generation import generate_direct
+from ldaq.request_models import GenerateRequest
 
 generate_blueprint = Blueprint("generate", __name__, url_prefix="/api/v1/generate")
 

@@ -7,10 +7,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.contract import current_backend, endpoint
-from api.errors import ServiceUnavailable
 from api.schemas import Liveness, Readiness
+from ldaq.backend import Backend
 from ldaq.doorbell import BrokerUnavailable
-from ldaq.experiments import Backend
+from ldaq.errors import ServiceUnavailable
 
 health_blueprint = Blueprint("health", __name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import requests
 
-FINISHED = ("succeeded", "partial", "failed", "cancelled")
+from ldaq.statuses import FINISHED_EXPERIMENT
 
 
 class ApiError(RuntimeError):
@@ -54,7 +54,7 @@ class ApiClient:
         while True:
             experiment = self.experiment(experiment_id)
             yield experiment
-            if experiment["status"] in FINISHED:
+            if experiment["status"] in FINISHED_EXPERIMENT:
                 return
             time.sleep(interval)
 

@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from pydantic import TypeAdapter
 from sqlalchemy import Select, and_, or_, select
 
-from ldaq.experiments import Backend, decode_cursor, encode_cursor, require_experiment
+from ldaq.backend import Backend
+from ldaq.cursors import decode_cursor, encode_cursor
+from ldaq.experiments import require_experiment
 from ldaq.tables import CompletionRecord, Prompt
 
 EXPORT_PAGE_SIZE = 1000
@@ -108,7 +110,7 @@ def _export_lines(completions: Iterator[dict], export_format: str) -> Iterator[s
 def export_completions(backend: Backend, experiment_id: str, export_format: str) -> Iterator[str]:
     """Every completion as jsonl or csv lines, read page by page while the response streams.
 
-    The experiment is looked up now, so an unknown id is a 404 before any byte is sent.
+    The experiment is looked up now, so an unknown id is refused before any byte is sent.
     """
     with backend.database.transaction() as session:
         require_experiment(session, experiment_id)

@@ -10,19 +10,19 @@ from __future__ import annotations
 import time
 from uuid import uuid4
 
-from api.errors import BadGateway, GatewayTimeout, ServiceUnavailable
-from api.schemas import GenerateRequest
+from ldaq.backend import Backend
 from ldaq.doorbell import BrokerUnavailable
-from ldaq.experiments import Backend, check_broker, require_model_pair
+from ldaq.errors import GenerationFailed, ServiceUnavailable, WorkerTimeout
+from ldaq.request_models import GenerateRequest
 from ldaq.tables import DirectGeneration
 
 POLL_SECONDS = 0.1
 
 
 def generate_direct(backend: Backend, request: GenerateRequest) -> list[str]:
-    """One completion per prompt, or 502 (the worker failed), 503 (no broker), 504 (no answer in time)."""
-    require_model_pair(backend, request.model_pair)
-    check_broker(backend.doorbell)
+    """One completion per prompt; raises GenerationFailed, ServiceUnavailable (no broker) or WorkerTimeout."""
+    backend.require_model_pair(request.model_pair)
+    backend.check_broker()
     request_id = str(uuid4())
     with backend.database.transaction() as session:
         session.add(DirectGeneration(id=request_id, status="queued", request=request.model_dump(mode="json")))
@@ -58,9 +58,7 @@ def _await_direct_generation(backend: Backend, request_id: str) -> list[str]:
         if status == "succeeded":
             return result
         if status == "failed":
-            raise BadGateway(f"the worker could not generate: {error}", details={"request_id": request_id})
+            raise GenerationFailed(f"the worker could not generate: {error}", details={"request_id": request_id})
         if expired:
-            raise GatewayTimeout(
-                f"{reason} (LDAQ_GENERATE_TIMEOUT_SECONDS)", code="worker_timeout", details={"request_id": request_id}
-            )
+            raise WorkerTimeout(f"{reason} (LDAQ_GENERATE_TIMEOUT_SECONDS)", details={"request_id": request_id})
         time.sleep(POLL_SECONDS)

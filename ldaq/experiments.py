@@ -1,6 +1,6 @@
 """The experiment service behind the REST API: submit, read, list and cancel experiments.
 
-Views validate with `api.schemas` and call one function here (completions live in
+Views validate with `ldaq.request_models` and call one function here (completions live in
 `ldaq.completions`, POST /generate in `ldaq.direct_generation`). Every write is one ledger
 transaction; the broker is only rung after the commit, so a lost ring costs a sweeper pass, never
 a half-written experiment.
@@ -8,11 +8,8 @@ a half-written experiment.
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 from uuid import uuid4
@@ -21,53 +18,23 @@ from pydantic import TypeAdapter
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from api.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
-from api.schemas import PROMPTS_SHOWN_BELOW, DetectorSpec, ExperimentCreate
 from lda_core.detect import Detector, InvalidDetectorError
 from lda_core.stats import summarize_alpha
 from ldaq import ledger
-from ldaq.db import Database
+from ldaq.backend import Backend
+from ldaq.cursors import decode_cursor, encode_cursor
 from ldaq.doorbell import BrokerUnavailable, Doorbell
-from ldaq.model_pairs import ModelPairSpec, load_model_pairs
+from ldaq.errors import Conflict, InvalidRequest, NotFound
+from ldaq.request_models import DetectorSpec, ExperimentCreate
 from ldaq.rows import chunk_ranges
-from ldaq.settings import Settings
+from ldaq.statuses import FINISHED_EXPERIMENT
 from ldaq.tables import Chunk, CompletionRecord, Experiment, Prompt, utcnow
 
 logger = logging.getLogger(__name__)
 
 MAX_CHUNKS = 100_000  # one experiment's chunks are inserted in one transaction
+PROMPTS_SHOWN_BELOW = 1000  # an experiment with fewer prompts lists them in its params
 _EXPERIMENT_CURSOR = TypeAdapter(tuple[datetime, str])
-
-
-@dataclass(frozen=True)
-class Backend:
-    """What the service needs, built once per app from one Settings object."""
-
-    settings: Settings
-    database: Database
-    doorbell: Doorbell
-    model_pairs: dict[str, ModelPairSpec]
-    ringer: ThreadPoolExecutor  # rings chunk doorbells after the response, one message at a time
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Backend:
-        ringer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ldaq-ring")
-        return cls(settings, Database(settings.database_url), Doorbell(settings), load_model_pairs(settings), ringer)
-
-    def close(self) -> None:
-        self.ringer.shutdown(wait=True)
-        self.database.dispose()
-
-
-def require_model_pair(backend: Backend, name: str) -> None:
-    """A request names a pair from the server's registry, never a path; anything else is a 400."""
-    if name not in backend.model_pairs:
-        offered = sorted(backend.model_pairs)
-        raise InvalidRequest(
-            f"unknown model pair {name!r}; this server offers {offered}",
-            code="unknown_model_pair",
-            details={"model_pair": name, "offered": offered},
-        )
 
 
 def _check_detector(spec: DetectorSpec) -> None:
@@ -77,33 +44,12 @@ def _check_detector(spec: DetectorSpec) -> None:
         raise InvalidRequest(str(error), code="invalid_detector", details={"detector": spec.model_dump()}) from error
 
 
-def check_broker(doorbell: Doorbell) -> None:
-    """Refuse within about a second while the broker is down, before anything is promised."""
-    try:
-        doorbell.check()
-    except BrokerUnavailable as error:
-        raise ServiceUnavailable(str(error), code="broker_unavailable") from error
-
-
 def require_experiment(session: Session, experiment_id: str, *, for_update: bool = False) -> Experiment:
-    """The experiment, or a 404 naming the id."""
+    """The experiment, or `NotFound` naming the id."""
     experiment = session.get(Experiment, experiment_id, with_for_update=for_update)
     if experiment is None:
         raise NotFound(f"no experiment {experiment_id!r}", details={"experiment_id": experiment_id})
     return experiment
-
-
-def encode_cursor(key: tuple) -> str:
-    """The last key shown, as an opaque token: clients pass it back and never parse it."""
-    return base64.urlsafe_b64encode(json.dumps(key, default=str).encode()).decode()
-
-
-def decode_cursor(cursor: str, shape: TypeAdapter) -> tuple:
-    """The key in a cursor, checked against `shape`; a forged or foreign cursor is a 400."""
-    try:
-        return shape.validate_json(base64.urlsafe_b64decode(cursor.encode()))
-    except ValueError as error:  # binascii and pydantic errors are ValueErrors
-        raise InvalidRequest("cursor is not one this endpoint handed out", code="invalid_cursor") from error
 
 
 # --- submitting -------------------------------------------------------------------------------
@@ -115,7 +61,7 @@ def create_experiment(backend: Backend, request: ExperimentCreate) -> dict:
     The broker is checked just before the commit: with the broker down the client gets a 503 and
     the ledger holds nothing.
     """
-    require_model_pair(backend, request.model_pair)
+    backend.require_model_pair(request.model_pair)
     _check_detector(request.detector)
     chunk_size = request.chunk_size or backend.settings.chunk_size
     rows_total = len(request.prompts) * len(request.alphas) * request.samples_per_prompt
@@ -131,7 +77,7 @@ def create_experiment(backend: Backend, request: ExperimentCreate) -> dict:
         chunk_ids = session.scalars(
             select(Chunk.id).where(Chunk.experiment_id == experiment.id).order_by(Chunk.chunk_index)
         ).all()
-        check_broker(backend.doorbell)
+        backend.check_broker()
         described = _describe(session, [experiment])[0]
     backend.ringer.submit(_ring_chunks, backend.doorbell, experiment.id, list(chunk_ids), request.model_pair)
     return described
@@ -182,25 +128,12 @@ def _ring_chunks(doorbell: Doorbell, experiment_id: str, chunk_ids: list[int], m
 def _describe(session: Session, experiments: list[Experiment]) -> list[dict]:
     """Experiment objects as the API shows them, with a fixed number of queries for the whole page."""
     ids = [experiment.id for experiment in experiments]
-    chunk_counts, alpha_counts = _chunk_counts(session, ids), _alpha_counts(session, ids)
+    chunk_counts, alpha_counts = ledger.chunk_status_counts(session, ids), _alpha_counts(session, ids)
     prompts = _short_prompt_lists(session, [e.id for e in experiments if e.prompts_total < PROMPTS_SHOWN_BELOW])
     return [
         _experiment_view(e, chunk_counts.get(e.id, {}), alpha_counts.get(e.id, {}), prompts.get(e.id))
         for e in experiments
     ]
-
-
-def _chunk_counts(session: Session, experiment_ids: list[str]) -> dict[str, dict[str, int]]:
-    """experiment id -> chunk status -> how many."""
-    counts: dict[str, dict[str, int]] = {}
-    rows = session.execute(
-        select(Chunk.experiment_id, Chunk.status, func.count())
-        .where(Chunk.experiment_id.in_(experiment_ids))
-        .group_by(Chunk.experiment_id, Chunk.status)
-    )
-    for experiment_id, status, count in rows:
-        counts.setdefault(experiment_id, {})[status] = count
-    return counts
 
 
 def _alpha_counts(session: Session, experiment_ids: list[str]) -> dict[str, dict[float, tuple[int, int]]]:
@@ -286,7 +219,7 @@ def cancel_experiment(backend: Backend, experiment_id: str) -> dict:
     """Raise the cancel flag: queued chunks stop now, a running one after its current batch."""
     with backend.database.transaction() as session:
         experiment = require_experiment(session, experiment_id, for_update=True)
-        if experiment.status in ledger.FINISHED_EXPERIMENT:
+        if experiment.status in FINISHED_EXPERIMENT:
             raise Conflict(
                 f"experiment {experiment_id} already finished as {experiment.status}",
                 code="experiment_finished",

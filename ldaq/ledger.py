@@ -15,10 +15,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ldaq.rows import RowId, rows_in_range
+from ldaq.statuses import FINISHED_CHUNK, FINISHED_EXPERIMENT
 from ldaq.tables import Chunk, CompletionRecord, Experiment, Prompt, utcnow
-
-FINISHED_CHUNK = ("succeeded", "failed", "cancelled")
-FINISHED_EXPERIMENT = ("succeeded", "partial", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -176,11 +174,17 @@ def _finish_chunk(session: Session, chunk: Chunk, status: str, error: str | None
     refresh_experiment_status(session, chunk.experiment_id)
 
 
-def _chunk_counts(session: Session, experiment_id: str) -> dict[str, int]:
+def chunk_status_counts(session: Session, experiment_ids: list[str]) -> dict[str, dict[str, int]]:
+    """experiment id -> chunk status -> how many (an experiment with no chunks is absent)."""
+    counts: dict[str, dict[str, int]] = {}
     rows = session.execute(
-        select(Chunk.status, func.count()).where(Chunk.experiment_id == experiment_id).group_by(Chunk.status)
-    ).all()
-    return dict(rows)
+        select(Chunk.experiment_id, Chunk.status, func.count())
+        .where(Chunk.experiment_id.in_(experiment_ids))
+        .group_by(Chunk.experiment_id, Chunk.status)
+    )
+    for experiment_id, status, count in rows:
+        counts.setdefault(experiment_id, {})[status] = count
+    return counts
 
 
 def _final_status(counts: dict[str, int], cancel_requested_flag: bool) -> str:
@@ -197,7 +201,7 @@ def refresh_experiment_status(session: Session, experiment_id: str) -> None:
     experiment = session.get(Experiment, experiment_id, with_for_update=True)
     if experiment is None or experiment.status in FINISHED_EXPERIMENT:
         return
-    counts = _chunk_counts(session, experiment_id)
+    counts = chunk_status_counts(session, [experiment_id]).get(experiment_id, {})
     if counts.get("queued", 0) or counts.get("running", 0):
         return
     experiment.status = _final_status(counts, experiment.cancel_requested)

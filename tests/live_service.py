@@ -14,9 +14,9 @@ import requests
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
-from ldaq.client import FINISHED
 from ldaq.db import Database
 from ldaq.settings import Settings
+from ldaq.statuses import FINISHED_EXPERIMENT
 from ldaq.tables import Chunk, CompletionRecord
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ class LiveService:
         """Start `ldaq worker` (or `script`) in its own process group, logging to a file."""
         log = (self.root / f"worker-{len(self.workers)}.log").open("wb")
         environment = {**os.environ, **self.environment, "PYTHONPATH": str(REPO_ROOT)}
-        command = script or [sys.executable, "-m", "ldaq", "worker", "--loglevel=INFO"]
+        command = script or [sys.executable, "-m", "cli", "worker", "--loglevel=INFO"]
         process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.workers.append(process)
         return process
@@ -60,6 +60,7 @@ class LiveService:
             if process.poll() is None:
                 self.kill_worker(process)  # the test's data is thrown away: no need for a warm shutdown
         self.server.shutdown()
+        self.app.extensions["ldaq"].close()
         self.database.dispose()
 
     # -- HTTP --------------------------------------------------------------------------------
@@ -87,7 +88,7 @@ class LiveService:
         raise AssertionError(f"timed out; last state {experiment}\nworker logs:\n{self.worker_logs()}")
 
     def wait_finished(self, experiment_id: str, timeout: float = 120) -> dict:
-        return self.wait_until(experiment_id, lambda e: e["status"] in FINISHED, timeout)
+        return self.wait_until(experiment_id, lambda e: e["status"] in FINISHED_EXPERIMENT, timeout)
 
     # -- the ledger, read directly -----------------------------------------------------------
     def completion_count(self, experiment_id: str) -> int:

@@ -13,9 +13,10 @@ import pytest
 
 from api.contract import JSON
 from api.openapi import COMPONENT_REF
-from api.schemas import CompletionQuery, ExperimentCreate, ExperimentOut, GenerateRequest
+from api.schemas import CompletionQuery, ExperimentOut
+from ldaq.request_models import ExperimentCreate, GenerateRequest
+from tests.helpers import EXPERIMENTS, VALID_EXPERIMENT, assert_error, start_api
 from tests.live_service import REPO_ROOT
-from tests.test_api_validation import EXPERIMENTS, VALID_EXPERIMENT, assert_error, start_api, stop_api
 
 DOCUMENTED = {
     ("post", "/api/v1/experiments"),
@@ -36,7 +37,7 @@ DOCUMENTED = {
 def api(tmp_path: Path):
     live = start_api(tmp_path)
     yield live
-    stop_api(live)
+    live.close()
 
 
 def component(model) -> dict:
@@ -85,7 +86,7 @@ def test_openapi_needs_the_token_when_one_is_set(tmp_path):
         assert document["paths"]["/api/v1/generate"]["post"]["security"] == [{"bearerToken": []}]
         assert "security" not in document["paths"]["/healthz"]["get"]
     finally:
-        stop_api(live)
+        live.close()
 
 
 TORCH_FREE_SCRIPT = """

