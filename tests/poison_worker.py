@@ -20,6 +20,6 @@ def _generate_rows_or_die(pair, rows, *args, **kwargs):
 lda_core.runner.generate_rows = _generate_rows_or_die
 
 if __name__ == "__main__":
-    from ldaq.cli.main import cli
+    from cli.main import cli
 
     cli(["worker", "--loglevel=INFO"])

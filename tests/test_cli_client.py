@@ -13,7 +13,7 @@ from tests.live_service import REPO_ROOT
 
 
 def ldaq(service, *arguments: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "ldaq", *arguments, "--url", service.url]
+    command = [sys.executable, "-m", "cli", *arguments, "--url", service.url]
     return subprocess.run(command, capture_output=True, text=True, timeout=180, cwd=REPO_ROOT)
 
 

@@ -1,4 +1,4 @@
-"""`ldaq generate` and `ldaq bench` on the tiny real pair, once as a real `python -m ldaq` subprocess."""
+"""`ldaq generate` and `ldaq bench` on the tiny real pair, once as a real `python -m cli` subprocess."""
 
 import json
 import os
@@ -9,17 +9,17 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ldaq.cli.engine_commands import bench, generate, read_prompts
+from cli.engine_commands import bench, generate, read_prompts
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = ["User: hi", "The quick brown fox jumps over the lazy dog"]
 
 
 def ldaq(*arguments: str) -> subprocess.CompletedProcess:
-    """Run `python -m ldaq ...` from the repository, as a user would."""
+    """Run `python -m cli ...` from the repository, as a user would."""
     environment = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-m", "ldaq", *arguments], capture_output=True, text=True, env=environment, timeout=120,
+        [sys.executable, "-m", "cli", *arguments], capture_output=True, text=True, env=environment, timeout=120,
         check=False,
     )
 
@@ -95,7 +95,7 @@ def test_generate_refuses_a_pair_with_two_vocabularies(tmp_path: Path, prompts_f
 
 def test_engine_commands_import_without_torch() -> None:
     """The CLI starts fast: torch loads only when a command that needs it runs."""
-    code = "import sys, ldaq.cli.engine_commands; print('torch' in sys.modules)"
+    code = "import sys, cli.engine_commands; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert result.stdout.strip() == "False"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from ldaq.cli.reporting import print_outcome, watch_experiment
+from cli.reporting import print_outcome, watch_experiment
 from ldaq.client import ApiClient
 from ldaq.model_pairs import TOY_PAIR, toy_pair_dir
 from ldaq.settings import Settings
@@ -40,7 +40,7 @@ def _embedded_environment() -> dict[str, str]:
 def _start(stack: ExitStack, arguments: list[str], log_path: Path, environment: dict) -> subprocess.Popen:
     log_file = stack.enter_context(log_path.open("ab"))
     process = subprocess.Popen(
-        [sys.executable, "-m", "ldaq", *arguments], stdout=log_file, stderr=subprocess.STDOUT, env=environment
+        [sys.executable, "-m", "cli", *arguments], stdout=log_file, stderr=subprocess.STDOUT, env=environment
     )
     stack.callback(_stop, process)
     return process

@@ -11,11 +11,11 @@ from pathlib import Path
 import click
 import yaml
 
-from ldaq.cli.reporting import print_outcome, watch_experiment
+from cli.reporting import print_outcome, watch_experiment
 from ldaq.client import ApiClient, ApiError
-from ldaq.settings import ENVIRONMENT
+from ldaq.settings import SETTINGS
 
-url_option = click.option("--url", envvar="LDAQ_URL", default=ENVIRONMENT["LDAQ_URL"][0], show_default=True, help="API address (LDAQ_URL)")
+url_option = click.option("--url", envvar="LDAQ_URL", default=SETTINGS["LDAQ_URL"].default, show_default=True, help="API address (LDAQ_URL)")
 token_option = click.option("--token", envvar="LDAQ_API_TOKEN", default="", help="API token (LDAQ_API_TOKEN)")
 
 

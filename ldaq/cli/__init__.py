@@ -1,1 +1,0 @@
-"""The `ldaq` command line."""
