@@ -1,26 +1,30 @@
-"""Running one chunk: claim it, generate its rows with lda_core, detect, write it all at once."""
+"""Running one chunk: claim it, generate its rows with lda_core, detect, write it all at once.
+
+Only the pool's child imports this module (through `worker.child`): it imports torch.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 
+from transformers import PreTrainedTokenizerBase
+
+from lda_core.detect import Detector
+from lda_core.generate import Completion, GenerationSettings, Row
+from lda_core.prompts import format_prompt
+from lda_core.runner import BatchTooLargeError, GenerationCancelled, generate_rows
 from ldaq import ledger
 from ldaq.ledger import ChunkClaim
 from worker.context import WorkerContext
 from worker.lease import LeaseKeeper
+from worker.retry import RetryLater
 
 log = logging.getLogger("ldaq.worker")
 
 
-class RetryLater(Exception):
-    """The chunk failed but has attempts left: ring again after a backoff."""
-
-
-def generation_settings(params: dict):
+def generation_settings(params: dict) -> GenerationSettings:
     """lda_core's GenerationSettings from stored request parameters (an experiment's or /generate's)."""
-    from lda_core.generate import GenerationSettings
-
     return GenerationSettings(
         max_new_tokens=params["max_new_tokens"],
         temperature=params["temperature"],
@@ -30,10 +34,7 @@ def generation_settings(params: dict):
     )
 
 
-def _rows_of(claim: ChunkClaim, tokenizer) -> list:
-    from lda_core.generate import Row
-    from lda_core.prompts import format_prompt
-
+def _rows_of(claim: ChunkClaim, tokenizer: PreTrainedTokenizerBase) -> list[Row]:
     template, chat = claim.params.get("prompt_template"), claim.params.get("chat_template", False)
     texts = {i: format_prompt(p, tokenizer, template, chat) for i, p in claim.prompts.items()}
     return [Row(r.prompt_index, texts[r.prompt_index], r.alpha, r.sample_index) for r in claim.rows]
@@ -44,9 +45,7 @@ def _storable(text: str) -> str:
     return text.replace("\x00", "\ufffd")
 
 
-def _records(claim: ChunkClaim, completions: list) -> list[dict]:
-    from lda_core.detect import Detector
-
+def _records(claim: ChunkClaim, completions: list[Completion]) -> list[dict]:
     detector = Detector(
         claim.detector["type"], tuple(claim.detector["patterns"]), claim.detector.get("case_sensitive", False)
     )
@@ -70,10 +69,8 @@ def _records(claim: ChunkClaim, completions: list) -> list[dict]:
     return records
 
 
-def _generate(context: WorkerContext, claim: ChunkClaim) -> tuple[list, float]:
+def _generate(context: WorkerContext, claim: ChunkClaim) -> tuple[list[Completion], float]:
     """The chunk's completions and the seconds spent generating them (model loading excluded)."""
-    from lda_core.runner import generate_rows
-
     pair = context.models.get(claim.model_pair)
     started = time.perf_counter()
 
@@ -89,10 +86,6 @@ def _generate(context: WorkerContext, claim: ChunkClaim) -> tuple[list, float]:
 
 def run_chunk(context: WorkerContext, chunk_id: int) -> str:
     """Run the chunk if the ledger says so, and log one line saying what happened."""
-    # Import torch before claiming: loading its libraries holds the GIL for seconds, which
-    # would starve the lease heartbeat of a freshly started worker and lose a live chunk.
-    import lda_core.runner  # noqa: F401
-
     started = time.perf_counter()
     with context.database.transaction() as session:
         claim = ledger.claim_chunk(
@@ -111,8 +104,6 @@ def run_chunk(context: WorkerContext, chunk_id: int) -> str:
 
 
 def _run_claimed(context: WorkerContext, claim: ChunkClaim, started: float) -> tuple[str, float]:
-    from lda_core.runner import BatchTooLargeError, GenerationCancelled
-
     settings, database, chunk_id = context.settings, context.database, claim.chunk_id
     try:
         with LeaseKeeper(database, chunk_id, context.owner, settings.lease_seconds):

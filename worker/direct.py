@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from lda_core.generate import Row
+from lda_core.runner import generate_rows
 from ldaq.tables import DirectGeneration
 from worker.chunk_runner import generation_settings
 from worker.context import WorkerContext
 
 
 def _generate_texts(context: WorkerContext, request: dict) -> list[str]:
-    from lda_core.generate import Row
-    from lda_core.runner import generate_rows
-
     pair = context.models.get(request["model_pair"])
     rows = [Row(i, prompt, float(request["alpha"]), 0) for i, prompt in enumerate(request["prompts"])]
     settings = generation_settings({**request, "stop_at_eos": True})

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import logging
 
+import torch
+
+from lda_core.models import ModelPair, load_model_pair, parse_dtype
+from lda_core.organism.train import ensure_toy_pair
 from ldaq.model_pairs import TOY_PAIR, load_model_pairs, toy_pair_dir
 from ldaq.settings import Settings
 
@@ -11,16 +15,12 @@ log = logging.getLogger("ldaq.worker")
 
 
 def resolve_device(setting: str) -> str:
-    import torch
-
     if setting != "auto":
         return setting
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def resolve_dtype(setting: str, device: str):
-    from lda_core.models import parse_dtype
-
+def resolve_dtype(setting: str, device: str) -> torch.dtype:
     if setting != "auto":
         return parse_dtype(setting)
     return parse_dtype("bfloat16" if device.startswith("cuda") else "float32")
@@ -32,21 +32,17 @@ class ModelCache:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._name: str | None = None
-        self._pair = None
+        self._pair: ModelPair | None = None
 
-    def get(self, name: str):
+    def get(self, name: str) -> ModelPair:
         if name != self._name:
             self._pair, self._name = None, None  # free the old pair before loading the new one
             self._pair, self._name = self._load(name), name
         return self._pair
 
-    def _load(self, name: str):
-        from lda_core.models import load_model_pair
-
+    def _load(self, name: str) -> ModelPair:
         spec = load_model_pairs(self.settings)[name]
         if name == TOY_PAIR and spec.before.startswith(str(toy_pair_dir(self.settings))):
-            from lda_core.organism.train import ensure_toy_pair
-
             ensure_toy_pair(toy_pair_dir(self.settings), progress=False)
         device = resolve_device(self.settings.device)
         log.info("loading model pair %s on %s", name, device)

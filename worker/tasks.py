@@ -1,34 +1,46 @@
-"""Celery tasks: thin wrappers that hand a ledger id to the runner. Acks and retries are configured."""
+"""Celery tasks: thin wrappers that hand a ledger id to the child's runner. Acks and retries are configured.
+
+Retries use Celery's own backoff (exponential, capped, jittered) with `max_retries=None`: the
+ledger's LDAQ_MAX_ATTEMPTS is the real limit, enforced when the chunk is next claimed.
+"""
 
 from __future__ import annotations
 
 import logging
+from types import ModuleType
 
-from celery import Celery, Task
+from celery import Celery
 
 from ldaq.doorbell import DIRECT_GENERATION_TASK, RUN_CHUNK_TASK, make_celery
 from ldaq.settings import Settings
-from worker.chunk_runner import RetryLater, run_chunk
-from worker.context import current_context
-from worker.direct import run_direct_generation
+from worker.retry import RetryLater
 
 log = logging.getLogger("ldaq.worker")
 MAX_BACKOFF_SECONDS = 60
 
 
+def _child() -> ModuleType:
+    """The child-only module (it imports torch): imported on a task's first run, never in the parent."""
+    from worker import child
+
+    return child
+
+
 def register_tasks(app: Celery) -> None:
-    @app.task(name=RUN_CHUNK_TASK, bind=True, max_retries=None)
-    def run_chunk_task(task: Task, chunk_id: int) -> None:
-        try:
-            run_chunk(current_context(), chunk_id)
-        except RetryLater as error:
-            countdown = min(MAX_BACKOFF_SECONDS, 2 ** task.request.retries)
-            log.info("chunk_id=%s outcome=retry countdown=%s error=%r", chunk_id, countdown, str(error))
-            raise task.retry(countdown=countdown) from error
+    @app.task(
+        name=RUN_CHUNK_TASK,
+        autoretry_for=(RetryLater,),
+        retry_backoff=True,
+        retry_backoff_max=MAX_BACKOFF_SECONDS,
+        retry_jitter=True,
+        max_retries=None,
+    )
+    def run_chunk_task(chunk_id: int) -> None:
+        _child().chunk(chunk_id)
 
     @app.task(name=DIRECT_GENERATION_TASK)
     def direct_generation_task(request_id: str) -> None:
-        outcome = run_direct_generation(current_context(), request_id)
+        outcome = _child().direct_generation(request_id)
         log.info("direct_generation_id=%s outcome=%s", request_id, outcome)
 
 
