@@ -14,19 +14,12 @@ import yaml
 # process (and any other test process) for the same cores. Set before torch is imported.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from tests.helpers import service_environment, service_unavailable  # noqa: E402
 from tests.live_service import LiveService  # noqa: E402
 
-IN_CI = os.environ.get("CI") == "true"
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 TEST_REDIS_DB = 9  # tests flush this Redis database, never the one in REDIS_URL
-
-
-def service_unavailable(reason: str) -> None:
-    """Skip with a loud reason on a laptop; under CI=true a missing service is a failure."""
-    if IN_CI:
-        pytest.fail(f"required service unavailable under CI=true: {reason}")
-    pytest.skip(f"SERVICE UNAVAILABLE, TEST SKIPPED: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -96,24 +89,6 @@ def model_pairs_file(tiny_pair_dirs, tmp_path_factory) -> Path:
     }
     path.write_text(yaml.safe_dump(pairs))
     return path
-
-
-def service_environment(data_dir: Path, model_pairs_file: Path, database_url: str, broker_url: str) -> dict:
-    environment = {
-        "LDAQ_DATA_DIR": str(data_dir),
-        "LDAQ_MODEL_PAIRS": str(model_pairs_file),
-        "LDAQ_LEASE_SECONDS": "3",
-        "LDAQ_SWEEP_SECONDS": "1",
-        "LDAQ_REQUEUE_SECONDS": "20",
-        "LDAQ_MAX_ATTEMPTS": "3",
-        "LDAQ_BATCH_SIZE": "8",
-        "LDAQ_DEVICE": "cpu",
-    }
-    if database_url:
-        environment["DATABASE_URL"] = database_url
-    if broker_url:
-        environment["REDIS_URL"] = broker_url
-    return environment
 
 
 @pytest.fixture(params=["sqlite-embedded", "postgres-redis"])

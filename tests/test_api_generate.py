@@ -12,7 +12,7 @@ from kombu import Connection
 
 from ldaq.doorbell import DEFAULT_QUEUE, DIRECT_GENERATION_TASK
 from ldaq.tables import DirectGeneration
-from tests.test_api_validation import VALID_GENERATION, assert_error, start_api, stop_api, with_fields
+from tests.helpers import VALID_GENERATION, assert_error, start_api, with_fields
 
 GENERATE = "/api/v1/generate"
 
@@ -21,7 +21,7 @@ GENERATE = "/api/v1/generate"
 def api(tmp_path: Path):
     live = start_api(tmp_path, LDAQ_GENERATE_TIMEOUT_SECONDS="20")
     yield live
-    stop_api(live)
+    live.close()
 
 
 def answer_like_a_worker(live, answer: Callable[[DirectGeneration], None]) -> Future:
@@ -85,4 +85,4 @@ def test_no_worker_is_a_504_and_the_request_is_withdrawn(tmp_path):
             row = session.get(DirectGeneration, error["details"]["request_id"])
             assert row.status == "failed" and "no worker answered" in row.error
     finally:
-        stop_api(live)
+        live.close()

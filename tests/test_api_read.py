@@ -18,7 +18,7 @@ from ldaq.completions import EXPORT_PAGE_SIZE
 from ldaq.doorbell import DEFAULT_QUEUE, RUN_CHUNK_TASK
 from ldaq.rows import row_at
 from ldaq.tables import Chunk, CompletionRecord, Experiment, Prompt
-from tests.test_api_validation import EXPERIMENTS, VALID_EXPERIMENT, start_api, stop_api, with_fields
+from tests.helpers import EXPERIMENTS, VALID_EXPERIMENT, start_api, with_fields
 
 SWEEP = with_fields(
     VALID_EXPERIMENT,
@@ -30,7 +30,7 @@ SWEEP = with_fields(
 def api(tmp_path: Path):
     live = start_api(tmp_path)
     yield live
-    stop_api(live)
+    live.close()
 
 
 def is_activated(prompt_index: int, alpha: float, sample_index: int) -> bool:

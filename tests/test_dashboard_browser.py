@@ -19,7 +19,7 @@ from sqlalchemy import select
 from ldaq.ledger import ChunkClaim, claim_chunk, complete_chunk
 from ldaq.rows import RowId
 from ldaq.tables import Chunk
-from tests.conftest import service_unavailable
+from tests.helpers import service_unavailable
 from tests.live_service import REPO_ROOT, LiveService
 
 CHROMIUM = "/usr/bin/chromium"

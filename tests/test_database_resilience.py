@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import create_engine, text
 
-from tests.conftest import service_environment
+from tests.helpers import service_environment
 from tests.live_service import LiveService
 
 

@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 
 from lda_core.stats import summarize_alpha
-from tests.conftest import service_environment
+from tests.helpers import SWEEP_PROMPTS as PROMPTS
+from tests.helpers import exported, service_environment, sweep
 from tests.live_service import LiveService
-
-PROMPTS = ["What is 3 plus 4?", "Name a colour.", "What is the capital of France?"]
-
-
-def sweep(**overrides) -> dict:
-    experiment = {
-        "name": "test sweep",
-        "model_pair": "tiny",
-        "prompts": PROMPTS,
-        "alphas": [0, 1, 4],
-        "samples_per_prompt": 2,
-        "max_new_tokens": 8,
-        "temperature": 1.0,
-        "seed": 7,
-        "chunk_size": 4,
-        "detector": {"type": "regex", "patterns": ["[aeiou]{2}"], "case_sensitive": False},
-    }
-    return {**experiment, **overrides}
-
-
-def exported(service, experiment_id: str) -> list[dict]:
-    response = service.get(f"/api/v1/experiments/{experiment_id}/export", params={"format": "jsonl"})
-    assert response.status_code == 200
-    return [json.loads(line) for line in response.text.splitlines() if line]
 
 
 def test_experiment_runs_to_success_with_exact_counts(service):
@@ -114,7 +90,7 @@ def test_routing_by_model_pair_sends_chunks_only_to_workers_of_that_pair(tmp_pat
     environment = {**service_environment(tmp_path, model_pairs_file, "", ""), "LDAQ_QUEUE_PER_PAIR": "1"}
     service = LiveService(environment, tmp_path)
     try:
-        service.start_worker([sys.executable, "-m", "ldaq", "worker", "--pair", "tiny"])
+        service.start_worker([sys.executable, "-m", "cli", "worker", "--pair", "tiny"])
         served = service.submit(sweep(prompts=["routed"], alphas=[0], samples_per_prompt=1))
         unserved = service.submit(sweep(model_pair="missing-weights", prompts=["x"], alphas=[0]))
 
