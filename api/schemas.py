@@ -85,7 +85,7 @@ class CompletionOut(BaseModel):
     prompt: str
     alpha: float
     sample_index: int
-    text: str
+    text: str | None = Field(description='null when the experiment has keep_text "activated" and this one did not activate')
     tokens: int
     finish_reason: str
     activated: bool

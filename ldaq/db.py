@@ -6,16 +6,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+READ_ONLY = "ldaq_read_only"  # an execution option: this connection only reads
+
+
 def _configure_sqlite(dbapi_connection, _record) -> None:
     # WAL lets the API read while the worker writes; the busy timeout waits out the other writer.
-    # pysqlite's own transaction handling is switched off so that `_begin_immediate` decides.
+    # pysqlite's own transaction handling is switched off so that `_begin` decides.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -24,10 +27,12 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _begin_immediate(connection) -> None:
+def _begin(connection) -> None:
     # A deferred transaction that later writes can fail with "database is locked" regardless of
     # the busy timeout; taking the write lock up front makes concurrent writers simply queue.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A read-only transaction stays deferred: in WAL mode it reads a snapshot and never blocks a writer.
+    read_only = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_engine(database_url: str) -> Engine:
@@ -38,7 +43,7 @@ def make_engine(database_url: str) -> Engine:
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, pool_pre_ping=True, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _configure_sqlite)
-        event.listen(engine, "begin", _begin_immediate)
+        event.listen(engine, "begin", _begin)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_recycle=1800)
 
@@ -49,12 +54,29 @@ class Database:
     def __init__(self, database_url: str) -> None:
         self.engine = make_engine(database_url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session that commits on success and rolls back on any error."""
         with self._sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading only: one snapshot, and on SQLite no write lock (an export or a
+        poll never blocks the worker's writes). Rolled back at the end: nothing it did is kept."""
+        with self._read_sessions() as session:
+            yield session
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """One connection in one read transaction, for a long streamed read (an export)."""
+        options: dict = {READ_ONLY: True}
+        if self.engine.dialect.name == "postgresql":
+            options["isolation_level"] = "REPEATABLE READ"  # every statement of the read sees one snapshot
+        with self.engine.connect().execution_options(**options) as connection, connection.begin():
+            yield connection
 
     def dispose(self) -> None:
         self.engine.dispose()

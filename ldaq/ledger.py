@@ -2,11 +2,14 @@
 
 At-least-once delivery is assumed. A chunk is claimed with a lease (owner, expiry), renewed while
 it runs; a finished chunk is never run again; completions are insert-or-ignore on their unique
-row key, so a chunk run twice writes nothing twice.
+row key, so a chunk run twice writes nothing twice. The experiment's counters and per-alpha
+totals change in the same transaction as the chunk, so they always equal what is stored.
+Every function locks the experiment before the chunk, so no two of them can deadlock.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -14,9 +17,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from ldaq.request_models import DEFAULT_DETECTOR
 from ldaq.rows import RowId, rows_in_range
 from ldaq.statuses import FINISHED_CHUNK, FINISHED_EXPERIMENT
-from ldaq.tables import Chunk, CompletionRecord, Experiment, Prompt, utcnow
+from ldaq.tables import AlphaTotal, Chunk, CompletionRecord, Experiment, Prompt, utcnow
+
+ROW_KEY = ["experiment_id", "prompt_index", "alpha", "sample_index"]
 
 
 @dataclass(frozen=True)
@@ -38,15 +44,20 @@ def _lease_expiry(lease_seconds: float) -> datetime:
     return utcnow() + timedelta(seconds=lease_seconds)
 
 
-def _lock_chunk(session: Session, chunk_id: int) -> Chunk | None:
-    # FOR UPDATE on Postgres; on SQLite every transaction already holds the write lock.
-    return session.scalars(select(Chunk).where(Chunk.id == chunk_id).with_for_update()).first()
+def _lock(session: Session, chunk_id: int) -> tuple[Experiment, Chunk] | None:
+    """The chunk and its experiment, both locked (FOR UPDATE on Postgres; SQLite locks the file)."""
+    experiment_id = session.scalar(select(Chunk.experiment_id).where(Chunk.id == chunk_id))
+    if experiment_id is None:
+        return None
+    experiment = session.get(Experiment, experiment_id, with_for_update=True)
+    chunk = session.scalars(select(Chunk).where(Chunk.id == chunk_id).with_for_update()).one()
+    return experiment, chunk
 
 
-def _lock_unfinished_chunk(session: Session, chunk_id: int) -> Chunk | None:
-    """The locked chunk, or None when it is unknown or already finished (nothing left to change)."""
-    chunk = _lock_chunk(session, chunk_id)
-    return chunk if chunk is not None and chunk.status not in FINISHED_CHUNK else None
+def _lock_unfinished(session: Session, chunk_id: int) -> tuple[Experiment, Chunk] | None:
+    """As `_lock`, or None when the chunk is unknown or already finished (nothing left to change)."""
+    locked = _lock(session, chunk_id)
+    return locked if locked is not None and locked[1].status not in FINISHED_CHUNK else None
 
 
 def _held_by_someone_else(chunk: Chunk, owner: str) -> bool:
@@ -63,19 +74,17 @@ def claim_chunk(
     experiment, or a chunk that already used up its attempts (it then fails for good: a chunk
     that kills its worker every time must not loop forever).
     """
-    experiment_id = session.scalar(select(Chunk.experiment_id).where(Chunk.id == chunk_id))
-    if experiment_id is None:
+    locked = _lock(session, chunk_id)
+    if locked is None:
         return None
-    # Experiment before chunk, the order request_cancel takes them in: no deadlock between the two.
-    experiment = session.get(Experiment, experiment_id, with_for_update=True)
-    chunk = _lock_chunk(session, chunk_id)
+    experiment, chunk = locked
     if chunk.status in FINISHED_CHUNK or _held_by_someone_else(chunk, owner):
         return None
     if experiment.cancel_requested:
-        _finish_chunk(session, chunk, "cancelled", None)
+        _finish_chunk(session, experiment, chunk, "cancelled", None)
         return None
     if chunk.attempts >= max_attempts:
-        _finish_chunk(session, chunk, "failed", chunk.error or f"gave up after {chunk.attempts} attempts")
+        _finish_chunk(session, experiment, chunk, "failed", chunk.error or f"gave up after {chunk.attempts} attempts")
         return None
     chunk.attempts += 1
     chunk.status, chunk.lease_owner, chunk.lease_expires_at = "running", owner, _lease_expiry(lease_seconds)
@@ -83,6 +92,34 @@ def claim_chunk(
     if experiment.status == "queued":
         experiment.status, experiment.started_at = "running", utcnow()
     return _claim_of(session, chunk, experiment)
+
+
+def claim_next_chunk(
+    session: Session, model_pair: str, owner: str, lease_seconds: float, max_attempts: int
+) -> ChunkClaim | None:
+    """Claim the oldest queued chunk of `model_pair`; None once none is left to claim.
+
+    The worker pulls its work from the ledger: the broker's message only wakes it.
+    """
+    while True:
+        chunk_id = session.scalar(
+            select(Chunk.id)
+            .where(Chunk.status == "queued", Chunk.model_pair == model_pair)
+            .order_by(Chunk.id)
+            .limit(1)
+        )
+        if chunk_id is None:
+            return None
+        claim = claim_chunk(session, chunk_id, owner, lease_seconds, max_attempts)
+        if claim is not None:
+            return claim
+        session.flush()  # it was taken, cancelled or failed for good: look again
+
+
+def queued_chunks_remain(session: Session, model_pair: str) -> bool:
+    return session.scalar(
+        select(Chunk.id).where(Chunk.status == "queued", Chunk.model_pair == model_pair).limit(1)
+    ) is not None
 
 
 def _claim_of(session: Session, chunk: Chunk, experiment: Experiment) -> ChunkClaim:
@@ -121,33 +158,63 @@ def cancel_requested(session: Session, experiment_id: str) -> bool:
     return bool(session.scalar(select(Experiment.cancel_requested).where(Experiment.id == experiment_id)))
 
 
-def _insert_ignoring_duplicates(session: Session, records: list[dict]) -> None:
+def _insert_new_completions(session: Session, records: list[dict]) -> list[tuple[float, bool]]:
+    """Insert what is not stored yet; returns (alpha, activated) of each row actually inserted."""
     if not records:
-        return
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(CompletionRecord).values(records)
-    session.execute(statement.on_conflict_do_nothing(index_elements=["experiment_id", "prompt_index", "alpha", "sample_index"]))
+        return []
+    statement = (
+        _dialect(session).insert(CompletionRecord)
+        .on_conflict_do_nothing(index_elements=ROW_KEY)
+        .returning(CompletionRecord.alpha, CompletionRecord.activated)
+    )
+    return [tuple(row) for row in session.execute(statement, records)]
+
+
+def _dialect(session: Session):
+    return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+
+
+def _add_to_totals(session: Session, experiment: Experiment, inserted: list[tuple[float, bool]]) -> None:
+    """Add the inserted rows to the experiment's counters and its default detector's per-alpha totals."""
+    n_by_alpha = Counter(alpha for alpha, _ in inserted)
+    activated_by_alpha = Counter(alpha for alpha, activated in inserted if activated)
+    totals = [
+        {"experiment_id": experiment.id, "detector": DEFAULT_DETECTOR, "alpha": alpha, "n": n,
+         "activated": activated_by_alpha[alpha]}
+        for alpha, n in sorted(n_by_alpha.items())
+    ]
+    if totals:
+        statement = _dialect(session).insert(AlphaTotal).values(totals)
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["experiment_id", "detector", "alpha"],
+                set_={"n": AlphaTotal.n + statement.excluded.n, "activated": AlphaTotal.activated + statement.excluded.activated},
+            )
+        )
+    experiment.completions_done += len(inserted)
 
 
 def complete_chunk(
     session: Session, chunk_id: int, records: list[dict], run_seconds: float, model_seconds: float
 ) -> None:
-    """Store the chunk's completions and mark it succeeded, in the caller's one transaction."""
-    chunk = _lock_chunk(session, chunk_id)
-    if chunk is None or chunk.status == "succeeded":
+    """Store the chunk's completions, count them and mark it succeeded, in the caller's one transaction."""
+    locked = _lock(session, chunk_id)
+    if locked is None or locked[1].status == "succeeded":
         return
-    _insert_ignoring_duplicates(session, records)
+    experiment, chunk = locked
+    _add_to_totals(session, experiment, _insert_new_completions(session, records))
     chunk.run_seconds, chunk.model_seconds = run_seconds, model_seconds
-    _finish_chunk(session, chunk, "succeeded", None)
+    _finish_chunk(session, experiment, chunk, "succeeded", None)
 
 
 def release_for_retry(session: Session, chunk_id: int, error: str, max_attempts: int) -> bool:
     """After a failed run: back to queued if attempts remain (True), else failed for good."""
-    chunk = _lock_unfinished_chunk(session, chunk_id)
-    if chunk is None:
+    locked = _lock_unfinished(session, chunk_id)
+    if locked is None:
         return False
+    experiment, chunk = locked
     if chunk.attempts >= max_attempts:
-        _finish_chunk(session, chunk, "failed", error)
+        _finish_chunk(session, experiment, chunk, "failed", error)
         return False
     chunk.status, chunk.error, chunk.lease_owner, chunk.lease_expires_at = "queued", error, None, None
     chunk.enqueued_at = utcnow()
@@ -156,106 +223,74 @@ def release_for_retry(session: Session, chunk_id: int, error: str, max_attempts:
 
 def fail_chunk(session: Session, chunk_id: int, error: str) -> None:
     """Fail a chunk for good: retrying cannot help (a batch of one does not fit, say)."""
-    chunk = _lock_unfinished_chunk(session, chunk_id)
-    if chunk is not None:
-        _finish_chunk(session, chunk, "failed", error)
+    locked = _lock_unfinished(session, chunk_id)
+    if locked is not None:
+        _finish_chunk(session, *locked, "failed", error)
 
 
 def cancel_chunk(session: Session, chunk_id: int) -> None:
-    chunk = _lock_unfinished_chunk(session, chunk_id)
-    if chunk is not None:
-        _finish_chunk(session, chunk, "cancelled", None)
+    locked = _lock_unfinished(session, chunk_id)
+    if locked is not None:
+        _finish_chunk(session, *locked, "cancelled", None)
 
 
-def _finish_chunk(session: Session, chunk: Chunk, status: str, error: str | None) -> None:
+def _count_chunk(experiment: Experiment, status: str, change: int) -> None:
+    counter = f"chunks_{status}"
+    setattr(experiment, counter, getattr(experiment, counter) + change)
+
+
+def _finish_chunk(session: Session, experiment: Experiment, chunk: Chunk, status: str, error: str | None) -> None:
+    # A late success can follow a failure for good (a worker whose lease had expired finished after
+    # all): move the chunk from one counter to the other, never count it twice.
+    if chunk.status in FINISHED_CHUNK:
+        _count_chunk(experiment, chunk.status, -1)
     chunk.status, chunk.error, chunk.finished_at = status, error, utcnow()
     chunk.lease_owner, chunk.lease_expires_at = None, None
+    _count_chunk(experiment, status, +1)
     session.flush()
-    refresh_experiment_status(session, chunk.experiment_id)
+    refresh_experiment_status(session, experiment)
 
 
-def chunk_status_counts(session: Session, experiment_ids: list[str]) -> dict[str, dict[str, int]]:
-    """experiment id -> chunk status -> how many (an experiment with no chunks is absent)."""
-    counts: dict[str, dict[str, int]] = {}
-    rows = session.execute(
-        select(Chunk.experiment_id, Chunk.status, func.count())
-        .where(Chunk.experiment_id.in_(experiment_ids))
-        .group_by(Chunk.experiment_id, Chunk.status)
-    )
-    for experiment_id, status, count in rows:
-        counts.setdefault(experiment_id, {})[status] = count
-    return counts
+def chunks_unfinished(experiment: Experiment) -> int:
+    return experiment.chunks_total - experiment.chunks_succeeded - experiment.chunks_failed - experiment.chunks_cancelled
 
 
-def _final_status(counts: dict[str, int], cancel_requested_flag: bool) -> str:
-    succeeded, failed = counts.get("succeeded", 0), counts.get("failed", 0)
-    if cancel_requested_flag and counts.get("cancelled", 0):
+def _final_status(experiment: Experiment) -> str:
+    succeeded, failed = experiment.chunks_succeeded, experiment.chunks_failed
+    if experiment.cancel_requested and experiment.chunks_cancelled:
         return "cancelled"
     if failed and succeeded:
         return "partial"
     return "failed" if failed else "succeeded"
 
 
-def refresh_experiment_status(session: Session, experiment_id: str) -> None:
-    """Finish the experiment once none of its chunks is queued or running."""
-    experiment = session.get(Experiment, experiment_id, with_for_update=True)
-    if experiment is None or experiment.status in FINISHED_EXPERIMENT:
+def refresh_experiment_status(session: Session, experiment: Experiment) -> None:
+    """Finish the (locked) experiment once none of its chunks is queued or running."""
+    if experiment.status in FINISHED_EXPERIMENT or chunks_unfinished(experiment):
         return
-    counts = chunk_status_counts(session, [experiment_id]).get(experiment_id, {})
-    if counts.get("queued", 0) or counts.get("running", 0):
-        return
-    experiment.status = _final_status(counts, experiment.cancel_requested)
+    experiment.status = _final_status(experiment)
     experiment.finished_at = utcnow()
-    if counts.get("failed", 0):
+    if experiment.chunks_failed:
         first_error = session.scalar(
-            select(Chunk.error).where(Chunk.experiment_id == experiment_id, Chunk.status == "failed").limit(1)
+            select(Chunk.error).where(Chunk.experiment_id == experiment.id, Chunk.status == "failed").limit(1)
         )
-        experiment.error = f"{counts['failed']} of {sum(counts.values())} chunks failed; first error: {first_error}"
+        experiment.error = (
+            f"{experiment.chunks_failed} of {experiment.chunks_total} chunks failed; first error: {first_error}"
+        )
 
 
-def request_cancel(session: Session, experiment_id: str) -> None:
-    """Set the cancel flag; queued chunks are cancelled now, a running one at its next batch."""
-    experiment = session.get(Experiment, experiment_id, with_for_update=True)
+def request_cancel(session: Session, experiment: Experiment) -> None:
+    """Set the cancel flag on the locked experiment; queued chunks are cancelled now, running ones at
+    their next batch. One UPDATE, whatever the number of chunks: no message is sent or left behind."""
     experiment.cancel_requested = True
-    session.execute(
+    cancelled = session.execute(
         update(Chunk)
-        .where(Chunk.experiment_id == experiment_id, Chunk.status == "queued")
+        .where(Chunk.experiment_id == experiment.id, Chunk.status == "queued")
         .values(status="cancelled", finished_at=utcnow())
-    )
+    ).rowcount
+    experiment.chunks_cancelled += cancelled
     session.flush()
-    refresh_experiment_status(session, experiment_id)
-
-
-def requeue_expired_leases(session: Session) -> list[tuple[int, str]]:
-    """Running chunks whose worker stopped renewing (killed, say): back to queued. Returns what to ring."""
-    now = utcnow()
-    expired = session.scalars(
-        select(Chunk).where(Chunk.status == "running", Chunk.lease_expires_at < now).with_for_update()
-    ).all()
-    for chunk in expired:
-        chunk.status, chunk.lease_owner, chunk.lease_expires_at, chunk.enqueued_at = "queued", None, None, now
-    return _with_pairs(session, expired)
-
-
-def requeue_forgotten(session: Session, older_than_seconds: float) -> list[tuple[int, str]]:
-    """Queued chunks rung long ago and never claimed (their message may be lost): ring again."""
-    now = utcnow()
-    forgotten = session.scalars(
-        select(Chunk)
-        .where(Chunk.status == "queued", Chunk.enqueued_at < now - timedelta(seconds=older_than_seconds))
-        .with_for_update()
-    ).all()
-    for chunk in forgotten:
-        chunk.enqueued_at = now
-    return _with_pairs(session, forgotten)
-
-
-def _with_pairs(session: Session, chunks: list[Chunk]) -> list[tuple[int, str]]:
-    if not chunks:
-        return []
-    experiment_ids = {chunk.experiment_id for chunk in chunks}
-    pairs = dict(session.execute(select(Experiment.id, Experiment.model_pair).where(Experiment.id.in_(experiment_ids))).all())
-    return [(chunk.id, pairs[chunk.experiment_id]) for chunk in chunks]
+    refresh_experiment_status(session, experiment)
 
 
 def chunk_seconds(session: Session, experiment_id: str) -> tuple[float, float]:

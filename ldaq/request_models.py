@@ -20,6 +20,8 @@ MAX_ALPHAS = 32
 MAX_DIRECT_PROMPTS = 64
 MAX_CHUNK_SIZE = 10_000
 SEED_MAX = 2**31 - 1  # the ledger stores the seed in a 32-bit integer column
+MAX_ROWS = 10**9  # prompts x alphas x samples of one experiment
+DEFAULT_DETECTOR = "default"  # the name of the `detector` an experiment is submitted with
 
 
 def _without_nul(text: str) -> str:
@@ -77,6 +79,9 @@ class ExperimentSettings(RequestModel):
     seed: Seed = 0
     stop_at_eos: bool = True
     detector: DetectorSpec = Field(default_factory=DetectorSpec)
+    keep_text: Literal["all", "activated"] = Field(
+        "all", description='"activated" stores the text of activated completions only (others: text null)'
+    )
     chunk_size: int | None = Field(
         None, ge=1, le=MAX_CHUNK_SIZE, description="rows per chunk; null lets the server pick (LDAQ_CHUNK_SIZE)"
     )

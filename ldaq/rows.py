@@ -26,6 +26,12 @@ def rows_in_range(start: int, end: int, alphas: list[float], samples_per_prompt:
     return [row_at(number, alphas, samples_per_prompt) for number in range(start, end)]
 
 
-def chunk_ranges(rows_total: int, chunk_size: int) -> list[tuple[int, int]]:
-    """[start, end) row ranges of at most `chunk_size` rows covering every row."""
-    return [(start, min(start + chunk_size, rows_total)) for start in range(0, rows_total, chunk_size)]
+def chunk_count(rows_total: int, chunk_size: int) -> int:
+    """How many chunks of at most `chunk_size` rows cover `rows_total` rows (arithmetic, nothing built)."""
+    return -(-rows_total // chunk_size)
+
+
+def chunk_range(chunk_index: int, chunk_size: int, rows_total: int) -> tuple[int, int]:
+    """The [start, end) rows of one chunk."""
+    start = chunk_index * chunk_size
+    return start, min(start + chunk_size, rows_total)

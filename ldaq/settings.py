@@ -49,7 +49,8 @@ class Settings:
         "LDAQ_SWEEP_SECONDS", "15", float, "how often the sweeper looks for expired leases and lost messages"
     )
     requeue_seconds: float = _setting(
-        "LDAQ_REQUEUE_SECONDS", "300", float, "a queued chunk unclaimed this long gets its doorbell rung again"
+        "LDAQ_REQUEUE_SECONDS", "300", float,
+        "a pair with queued chunks, none running and no ring this long gets its doorbell rung again",
     )
     max_attempts: int = _setting("LDAQ_MAX_ATTEMPTS", "3", int, "claims of one chunk before it is failed for good")
     chunk_size: int = _setting("LDAQ_CHUNK_SIZE", "64", int, "rows per chunk when the request does not say")

@@ -36,19 +36,31 @@ class Base(DeclarativeBase):
 
 
 class Experiment(Base):
+    """One submitted experiment. Its counters change in the transaction that finishes each chunk,
+    so reading progress costs one row whatever the experiment's size."""
+
     __tablename__ = "experiments"
+    __table_args__ = (
+        Index("ix_experiments_newest", "created_at", "id"),
+        Index("ix_experiments_status_newest", "status", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), default="")
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16))
     model_pair: Mapped[str] = mapped_column(String(200))
     params: Mapped[dict] = mapped_column(JSON)  # the request with defaults filled, prompts excepted
+    short_prompts: Mapped[list | None] = mapped_column(JSON)  # every prompt, when there are few enough to list
     seed: Mapped[int] = mapped_column(Integer)
     detector: Mapped[dict] = mapped_column(JSON)
     prompts_total: Mapped[int] = mapped_column(Integer)
     completions_total: Mapped[int] = mapped_column(Integer)
     chunks_total: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    chunks_succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_failed: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    completions_done: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)
@@ -70,11 +82,15 @@ class Chunk(Base):
     __table_args__ = (
         UniqueConstraint("experiment_id", "chunk_index"),
         Index("ix_chunks_status_lease", "status", "lease_expires_at"),
+        # A worker claims the oldest queued chunk of its pair: one index probe, however many
+        # finished or cancelled chunks lie before it.
+        Index("ix_chunks_claim_order", "status", "model_pair", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     experiment_id: Mapped[str] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
     chunk_index: Mapped[int] = mapped_column(Integer)
+    model_pair: Mapped[str] = mapped_column(String(200))  # the experiment's, copied for the claim index
     row_start: Mapped[int] = mapped_column(Integer)
     row_end: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
@@ -94,7 +110,8 @@ class CompletionRecord(Base):
     __table_args__ = (
         # A chunk run twice writes nothing twice.
         UniqueConstraint("experiment_id", "prompt_index", "alpha", "sample_index", name="uq_completion_row"),
-        Index("ix_completions_experiment_activated", "experiment_id", "activated"),
+        # The activated completions in key order: a page of them is one index range scan.
+        Index("ix_completions_activated_in_key_order", "experiment_id", "activated", "prompt_index", "alpha", "sample_index"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -103,20 +120,46 @@ class CompletionRecord(Base):
     prompt_index: Mapped[int] = mapped_column(Integer)
     alpha: Mapped[float] = mapped_column(Float)
     sample_index: Mapped[int] = mapped_column(Integer)
-    text: Mapped[str] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)  # None when the experiment keeps only activated text
     tokens: Mapped[int] = mapped_column(Integer)
     finish_reason: Mapped[str] = mapped_column(String(16))
     activated: Mapped[bool] = mapped_column(Boolean)
     match: Mapped[str | None] = mapped_column(Text)
 
 
+class AlphaTotal(Base):
+    """Completions and activations at one alpha under one detector, kept as chunks commit.
+
+    A poll reads these few rows instead of counting completions.
+    """
+
+    __tablename__ = "alpha_totals"
+
+    experiment_id: Mapped[str] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True)
+    detector: Mapped[str] = mapped_column(String(100), primary_key=True)
+    alpha: Mapped[float] = mapped_column(Float, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+    activated: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PairDoorbell(Base):
+    """When each model pair's doorbell was last rung, so the sweeper rings a pair, not every chunk."""
+
+    __tablename__ = "pair_doorbells"
+
+    model_pair: Mapped[str] = mapped_column(String(200), primary_key=True)
+    rung_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class DirectGeneration(Base):
     """A POST /generate request: the API waits on this row while the worker fills `result`."""
 
     __tablename__ = "direct_generations"
+    __table_args__ = (Index("ix_direct_generations_claim_order", "status", "model_pair", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    status: Mapped[str] = mapped_column(String(16))  # queued, succeeded, failed
+    model_pair: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))  # queued, running, succeeded, failed
     request: Mapped[dict] = mapped_column(JSON)
     result: Mapped[list | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)

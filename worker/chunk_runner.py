@@ -1,4 +1,4 @@
-"""Running one chunk: claim it, generate its rows with lda_core, detect, write it all at once.
+"""Running one claimed chunk: generate its rows with lda_core, detect, write it all at once.
 
 Only the pool's child imports this module (through `worker.child`): it imports torch.
 """
@@ -49,6 +49,7 @@ def _records(claim: ChunkClaim, completions: list[Completion]) -> list[dict]:
     detector = Detector(
         claim.detector["type"], tuple(claim.detector["patterns"]), claim.detector.get("case_sensitive", False)
     )
+    keep_all_text = claim.params.get("keep_text", "all") == "all"
     records = []
     for completion in completions:
         detection = detector.detect(completion.text)
@@ -59,7 +60,7 @@ def _records(claim: ChunkClaim, completions: list[Completion]) -> list[dict]:
                 "prompt_index": completion.prompt_index,
                 "alpha": completion.alpha,
                 "sample_index": completion.sample_index,
-                "text": _storable(completion.text),
+                "text": _storable(completion.text) if keep_all_text or detection.activated else None,
                 "tokens": completion.tokens,
                 "finish_reason": completion.finish_reason,
                 "activated": detection.activated,
@@ -84,20 +85,13 @@ def _generate(context: WorkerContext, claim: ChunkClaim) -> tuple[list[Completio
     return completions, time.perf_counter() - started
 
 
-def run_chunk(context: WorkerContext, chunk_id: int) -> str:
-    """Run the chunk if the ledger says so, and log one line saying what happened."""
+def run_claimed_chunk(context: WorkerContext, claim: ChunkClaim) -> str:
+    """Run a chunk this worker has claimed, and log one line saying what happened."""
     started = time.perf_counter()
-    with context.database.transaction() as session:
-        claim = ledger.claim_chunk(
-            session, chunk_id, context.owner, context.settings.lease_seconds, context.settings.max_attempts
-        )
-    if claim is None:
-        log.info("chunk_id=%s outcome=skipped", chunk_id)
-        return "skipped"
     outcome, model_seconds = _run_claimed(context, claim, started)
     log.info(
         "chunk_id=%s experiment_id=%s chunk_index=%s attempt=%s outcome=%s seconds=%.3f model_seconds=%.3f",
-        chunk_id, claim.experiment_id, claim.chunk_index, claim.attempt, outcome,
+        claim.chunk_id, claim.experiment_id, claim.chunk_index, claim.attempt, outcome,
         time.perf_counter() - started, model_seconds,
     )
     return outcome
