@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import logging
 from dataclasses import dataclass
 
 from ldaq.db import Database
@@ -10,6 +10,8 @@ from ldaq.doorbell import BrokerUnavailable, Doorbell
 from ldaq.errors import InvalidRequest, ServiceUnavailable
 from ldaq.model_pairs import ModelPairSpec, load_model_pairs
 from ldaq.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -20,15 +22,12 @@ class Backend:
     database: Database
     doorbell: Doorbell
     model_pairs: dict[str, ModelPairSpec]
-    ringer: ThreadPoolExecutor  # rings chunk doorbells after the response, one message at a time
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Backend:
-        ringer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ldaq-ring")
-        return cls(settings, Database(settings.database_url), Doorbell(settings), load_model_pairs(settings), ringer)
+        return cls(settings, Database(settings.database_url), Doorbell(settings), load_model_pairs(settings))
 
     def close(self) -> None:
-        self.ringer.shutdown(wait=True)
         self.database.dispose()
 
     def require_model_pair(self, name: str) -> None:
@@ -47,3 +46,11 @@ class Backend:
             self.doorbell.check()
         except BrokerUnavailable as error:
             raise ServiceUnavailable(str(error), code="broker_unavailable") from error
+
+    def ring_after_commit(self, model_pair: str) -> None:
+        """Wake a worker for work already committed; a lost ring is logged, never raised: the
+        sweeper rings that pair again after LDAQ_REQUEUE_SECONDS, so nothing is lost, only delayed."""
+        try:
+            self.doorbell.ring(model_pair)
+        except BrokerUnavailable as error:
+            logger.warning("could not ring for pair %s; the sweeper will: %s", model_pair, error)

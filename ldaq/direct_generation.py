@@ -2,13 +2,17 @@
 
 It goes through the same broker and worker as experiments (the seed's /generate_lda_batch, routed
 through the queue), so one GPU process serves both. The DirectGeneration row is the whole
-conversation: the worker fills `result` and sets `status`.
+conversation: the worker claims queued requests before its next chunk, fills `result` and sets
+`status`, so a request never waits behind the rest of a long experiment.
 """
 
 from __future__ import annotations
 
 import time
 from uuid import uuid4
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ldaq.backend import Backend
 from ldaq.doorbell import BrokerUnavailable
@@ -25,9 +29,13 @@ def generate_direct(backend: Backend, request: GenerateRequest) -> list[str]:
     backend.check_broker()
     request_id = str(uuid4())
     with backend.database.transaction() as session:
-        session.add(DirectGeneration(id=request_id, status="queued", request=request.model_dump(mode="json")))
+        session.add(
+            DirectGeneration(
+                id=request_id, model_pair=request.model_pair, status="queued", request=request.model_dump(mode="json")
+            )
+        )
     try:
-        backend.doorbell.ring_direct_generation(request_id, request.model_pair)
+        backend.doorbell.ring(request.model_pair)
     except BrokerUnavailable as error:
         _read_direct_generation(backend, request_id, give_up_reason=str(error))
         raise ServiceUnavailable(str(error), code="broker_unavailable") from error
@@ -62,3 +70,30 @@ def _await_direct_generation(backend: Backend, request_id: str) -> list[str]:
         if expired:
             raise WorkerTimeout(f"{reason} (LDAQ_GENERATE_TIMEOUT_SECONDS)", details={"request_id": request_id})
         time.sleep(POLL_SECONDS)
+
+
+# --- worker side ------------------------------------------------------------------------------
+
+
+def claim_next_direct_generation(session: Session, model_pair: str) -> tuple[str, dict] | None:
+    """The oldest queued request for `model_pair`, now marked running: (id, request), or None.
+
+    A request the API already gave up on is failed, not queued, so it is never computed.
+    """
+    record = session.scalars(
+        select(DirectGeneration)
+        .where(DirectGeneration.status == "queued", DirectGeneration.model_pair == model_pair)
+        .order_by(DirectGeneration.created_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
+    if record is None:
+        return None
+    record.status = "running"
+    return record.id, record.request
+
+
+def record_direct_generation(session: Session, request_id: str, completions: list[str] | None, error: str | None) -> None:
+    """The worker's answer: the completions, or the error that prevented them."""
+    record = session.get(DirectGeneration, request_id, with_for_update=True)
+    record.status, record.result, record.error = ("failed", None, error) if error else ("succeeded", completions, None)

@@ -1,4 +1,7 @@
-"""The broker is only a doorbell: a message says "look at chunk N", the ledger says what to do.
+"""The broker is only a doorbell: a message says "there is work for pair P", the ledger says what.
+
+A woken worker claims that pair's queued chunks (and direct generations) from the ledger itself,
+so a submit or a cancel sends at most one message, whatever the number of chunks.
 
 Both the API (which never imports torch) and the worker build their Celery app here, so the
 serializer, acknowledgement and routing rules exist once.
@@ -12,8 +15,7 @@ from kombu import Connection
 import ldaq.embedded_broker  # noqa: F401  (registers the embedded broker's URL scheme)
 from ldaq.settings import Settings
 
-RUN_CHUNK_TASK = "ldaq.run_chunk"
-DIRECT_GENERATION_TASK = "ldaq.generate_direct"
+WAKE_TASK = "ldaq.wake"
 DEFAULT_QUEUE = "ldaq"
 BROKER_PING_SECONDS = 0.75
 
@@ -72,14 +74,9 @@ class Doorbell:
         except Exception as error:  # kombu raises a zoo of transport-specific errors
             raise BrokerUnavailable(f"broker unreachable: {error}") from error
 
-    def ring_chunk(self, chunk_id: int, model_pair: str) -> None:
-        self._send(RUN_CHUNK_TASK, [chunk_id], queue_for_pair(self.settings, model_pair))
-
-    def ring_direct_generation(self, request_id: str, model_pair: str) -> None:
-        self._send(DIRECT_GENERATION_TASK, [request_id], queue_for_pair(self.settings, model_pair))
-
-    def _send(self, task_name: str, args: list, queue: str) -> None:
+    def ring(self, model_pair: str) -> None:
+        """Wake a worker serving `model_pair`; raises `BrokerUnavailable` when the message cannot be sent."""
         try:
-            self.app.send_task(task_name, args=args, queue=queue, retry=False)
+            self.app.send_task(WAKE_TASK, args=[model_pair], queue=queue_for_pair(self.settings, model_pair), retry=False)
         except Exception as error:
-            raise BrokerUnavailable(f"could not send {task_name}: {error}") from error
+            raise BrokerUnavailable(f"could not send {WAKE_TASK}: {error}") from error

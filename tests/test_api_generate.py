@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
-from ldaq.doorbell import DEFAULT_QUEUE, DIRECT_GENERATION_TASK
+from ldaq.direct_generation import claim_next_direct_generation
+from ldaq.doorbell import DEFAULT_QUEUE, WAKE_TASK
 from ldaq.tables import DirectGeneration
 from tests.helpers import VALID_GENERATION, assert_error, start_api, with_fields
 
@@ -25,7 +26,8 @@ def api(tmp_path: Path):
 
 
 def answer_like_a_worker(live, answer: Callable[[DirectGeneration], None]) -> Future:
-    """In a thread: take one doorbell message, then let `answer` fill the DirectGeneration row."""
+    """In a thread: take one doorbell message, claim the request from the ledger as a worker does,
+    then let `answer` fill the DirectGeneration row."""
 
     def work() -> dict:
         with Connection(live.settings.broker_url) as connection:
@@ -33,9 +35,10 @@ def answer_like_a_worker(live, answer: Callable[[DirectGeneration], None]) -> Fu
             message = queue.get(timeout=15)
             message.ack()
             queue.close()
-        assert message.headers["task"] == DIRECT_GENERATION_TASK
-        (request_id,), _, _ = message.payload
+        assert message.headers["task"] == WAKE_TASK
+        (model_pair,), _, _ = message.payload
         with live.database.transaction() as session:
+            request_id, _ = claim_next_direct_generation(session, model_pair)
             row = session.get(DirectGeneration, request_id)
             answer(row)
             return dict(row.request)

@@ -39,15 +39,40 @@ def test_duplicate_delivery_writes_nothing(embedded_service):
     attempts_before = [chunk.attempts for chunk in embedded_service.chunks(experiment["id"])]
 
     doorbell = Doorbell(embedded_service.settings)
-    for chunk in embedded_service.chunks(experiment["id"]):
-        doorbell.ring_chunk(chunk.id, "tiny")
-        doorbell.ring_chunk(chunk.id, "tiny")
+    for _ in embedded_service.chunks(experiment["id"]):
+        doorbell.ring("tiny")
+        doorbell.ring("tiny")
     # A fresh experiment behind the duplicates shows when the worker has drained them.
     marker = embedded_service.submit(sweep(prompts=["marker"], alphas=[0], samples_per_prompt=1))
     embedded_service.wait_finished(marker["id"])
 
     assert embedded_service.completion_count(experiment["id"]) == len(PROMPTS) * 3 * 2
     assert [chunk.attempts for chunk in embedded_service.chunks(experiment["id"])] == attempts_before
+
+
+def test_keep_text_activated_stores_only_activated_text_and_exact_counts(embedded_service):
+    embedded_service.start_worker()
+    experiment = embedded_service.submit(sweep(keep_text="activated"))
+    finished = embedded_service.wait_finished(experiment["id"])
+
+    rows = exported(embedded_service, experiment["id"])
+    assert finished["status"] == "succeeded" and len(rows) == len(PROMPTS) * 3 * 2
+    assert {row["text"] is None for row in rows if not row["activated"]} == {True}
+    assert all(row["text"] and row["match"] in row["text"] for row in rows if row["activated"])
+    assert any(row["activated"] for row in rows) and not all(row["activated"] for row in rows)
+    by_alpha = Counter(row["alpha"] for row in rows if row["activated"])
+    assert {item["alpha"]: item["activated"] for item in finished["summary"]} == {a: by_alpha[a] for a in (0, 1, 4)}
+
+
+def test_an_experiment_behind_a_cancelled_backlog_runs(service):
+    backlog = service.submit(sweep(prompts=[f"p{i}" for i in range(10_000)], alphas=[0], samples_per_prompt=1, chunk_size=1))
+    assert service.post(f"/api/v1/experiments/{backlog['id']}/cancel", {}).status_code == 202
+    service.start_worker()
+    behind = service.submit(sweep(prompts=["after the backlog"], alphas=[0], samples_per_prompt=1))
+
+    assert service.wait_finished(behind["id"])["status"] == "succeeded"
+    cancelled = service.experiment(backlog["id"])
+    assert cancelled["status"] == "cancelled" and cancelled["progress"]["completions_done"] == 0
 
 
 def test_cancel_stops_the_experiment(embedded_service):

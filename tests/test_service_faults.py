@@ -5,11 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
-from kombu import Connection
-
-from ldaq.doorbell import DEFAULT_QUEUE, RUN_CHUNK_TASK, Doorbell
-from tests.helpers import exported, service_environment, sweep
-from tests.live_service import LiveService
+from ldaq.doorbell import DEFAULT_QUEUE, WAKE_TASK, Doorbell
+from tests.helpers import exported, sweep
 
 
 def _no_duplicates(service, experiment_id: str) -> bool:
@@ -55,27 +52,24 @@ def test_chunk_that_kills_its_worker_fails_after_max_attempts(embedded_service):
     assert worker.poll() is None, "the worker's parent survives its child's deaths"
 
 
-def test_pickled_message_is_refused_and_does_not_run(tmp_path, model_pairs_file):
-    # No sweeper re-ring during the test: only the messages the test sends reach the worker.
-    environment = service_environment(tmp_path, model_pairs_file, "", "", LDAQ_REQUEUE_SECONDS="3600")
-    service = LiveService(environment, tmp_path)
-    try:
-        experiment = service.submit(sweep(prompts=["pickled"], alphas=[0], samples_per_prompt=1))
-        (chunk,) = service.chunks(experiment["id"])
-        with Connection(service.settings.broker_url) as connection:
-            queue = connection.SimpleQueue(DEFAULT_QUEUE)
-            ring = queue.get(timeout=30)  # the API rings after its 201: wait for that JSON ring, then drop it
-            assert (ring.headers["task"], ring.payload[0]) == (RUN_CHUNK_TASK, [chunk.id])
-            ring.ack()
-            queue.close()
-        Doorbell(service.settings).app.send_task(RUN_CHUNK_TASK, args=[chunk.id], queue=DEFAULT_QUEUE, serializer="pickle")
+class _OpensAFileWhenUnpickled:
+    """A pickle that runs code: unpickling it creates the file at `path`."""
 
-        service.start_worker()
-        marker = service.submit(sweep(prompts=["marker"], alphas=[0], samples_per_prompt=1))
-        assert service.wait_finished(marker["id"])["status"] == "succeeded"
+    def __init__(self, path: str) -> None:
+        self.path = path
 
-        (chunk,) = service.chunks(experiment["id"])
-        assert (chunk.status, chunk.attempts) == ("queued", 0)
-        assert "ContentDisallowed" in service.worker_logs() or "disallowed" in service.worker_logs().lower()
-    finally:
-        service.close()
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pickled_message_is_refused_and_does_not_run(embedded_service, tmp_path):
+    proof = tmp_path / "unpickled"
+    doorbell = Doorbell(embedded_service.settings)
+    doorbell.app.send_task(WAKE_TASK, args=[_OpensAFileWhenUnpickled(str(proof))], queue=DEFAULT_QUEUE, serializer="pickle")
+
+    embedded_service.start_worker()
+    marker = embedded_service.submit(sweep(prompts=["marker"], alphas=[0], samples_per_prompt=1))
+    assert embedded_service.wait_finished(marker["id"])["status"] == "succeeded"
+
+    assert not proof.exists()
+    assert "ContentDisallowed" in embedded_service.worker_logs() or "disallowed" in embedded_service.worker_logs().lower()

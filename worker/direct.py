@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from lda_core.generate import Row
 from lda_core.runner import generate_rows
-from ldaq.tables import DirectGeneration
+from ldaq.direct_generation import record_direct_generation
 from worker.chunk_runner import generation_settings
 from worker.context import WorkerContext
+
+log = logging.getLogger("ldaq.worker")
 
 
 def _generate_texts(context: WorkerContext, request: dict) -> list[str]:
@@ -16,19 +20,12 @@ def _generate_texts(context: WorkerContext, request: dict) -> list[str]:
     return [completion.text for completion in generate_rows(pair, rows, settings, context.settings.batch_size)]
 
 
-def run_direct_generation(context: WorkerContext, request_id: str) -> str:
-    """Answer a queued request; one the API already gave up on (or answered) is skipped."""
-    with context.database.transaction() as session:
-        record = session.get(DirectGeneration, request_id)
-        request = record.request if record is not None and record.status == "queued" else None
-    if request is None:
-        return "skipped"
+def answer_direct_generation(context: WorkerContext, request_id: str, request: dict) -> None:
+    """Generate for a claimed request and store the answer (or why there is none) for the API."""
     try:
-        outcome = {"status": "succeeded", "result": _generate_texts(context, request)}
-    except Exception as error:
-        outcome = {"status": "failed", "error": f"{type(error).__name__}: {error}"}
+        completions, error = _generate_texts(context, request), None
+    except Exception as failure:
+        completions, error = None, f"{type(failure).__name__}: {failure}"
     with context.database.transaction() as session:
-        record = session.get(DirectGeneration, request_id)
-        for key, value in outcome.items():
-            setattr(record, key, value)
-    return outcome["status"]
+        record_direct_generation(session, request_id, completions, error)
+    log.info("direct_generation_id=%s outcome=%s", request_id, "failed" if error else "succeeded")

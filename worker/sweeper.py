@@ -1,14 +1,15 @@
-"""The sweeper rings the doorbell again for chunks the broker lost or whose worker died.
+"""The sweeper rings the doorbell again for pairs whose work the broker lost or whose worker died.
 
 It is what makes a kill -9 lose nothing without waiting for Redis's one-hour visibility timeout,
-and what covers the embedded broker, which forgets unacknowledged messages on a hard kill.
+and what covers the embedded broker, which forgets unacknowledged messages on a hard kill. It
+rings per model pair, never per chunk.
 """
 
 from __future__ import annotations
 
 import logging
 
-from ldaq import ledger
+from ldaq import sweeps
 from ldaq.db import Database
 from ldaq.doorbell import BrokerUnavailable, Doorbell
 from ldaq.settings import Settings
@@ -17,14 +18,16 @@ log = logging.getLogger("ldaq.sweeper")
 
 
 def sweep_once(database: Database, doorbell: Doorbell, settings: Settings) -> int:
-    """Requeue expired leases and forgotten chunks, ring for each; returns how many were rung."""
+    """Requeue expired leases, find pairs left waiting, ring once for each; returns how many were rung."""
     with database.transaction() as session:
-        due = ledger.requeue_expired_leases(session) + ledger.requeue_forgotten(session, settings.requeue_seconds)
-    for chunk_id, model_pair in due:
+        due = sweeps.requeue_expired_leases(session) | sweeps.pairs_waiting_unrung(session, settings.requeue_seconds)
+        for model_pair in due:
+            sweeps.note_rung(session, model_pair)
+    for model_pair in sorted(due):
         try:
-            doorbell.ring_chunk(chunk_id, model_pair)
-        except BrokerUnavailable:  # the chunk stays queued in the ledger; a later sweep rings again
-            log.warning("chunk_id=%s outcome=ring_failed", chunk_id)
+            doorbell.ring(model_pair)
+        except BrokerUnavailable:  # the work stays queued in the ledger; a sweep rings again later
+            log.warning("model_pair=%s outcome=ring_failed", model_pair)
     if due:
-        log.info("swept=%s", len(due))
+        log.info("swept pairs=%s", ",".join(sorted(due)))
     return len(due)

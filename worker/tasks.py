@@ -1,7 +1,8 @@
-"""Celery tasks: thin wrappers that hand a ledger id to the child's runner. Acks and retries are configured.
+"""The Celery task: a thin wrapper that wakes the child's drain loop. Acks and retries are configured.
 
-Retries use Celery's own backoff (exponential, capped, jittered) with `max_retries=None`: the
-ledger's LDAQ_MAX_ATTEMPTS is the real limit, enforced when the chunk is next claimed.
+A failed chunk with attempts left goes back to queued and the wake is retried with Celery's own
+backoff (exponential, capped, jittered), with `max_retries=None`: the ledger's LDAQ_MAX_ATTEMPTS
+is the real limit, enforced when the chunk is next claimed.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from types import ModuleType
 
 from celery import Celery
 
-from ldaq.doorbell import DIRECT_GENERATION_TASK, RUN_CHUNK_TASK, make_celery
+from ldaq.doorbell import WAKE_TASK, make_celery
 from ldaq.settings import Settings
 from worker.retry import RetryLater
 
@@ -28,20 +29,16 @@ def _child() -> ModuleType:
 
 def register_tasks(app: Celery) -> None:
     @app.task(
-        name=RUN_CHUNK_TASK,
+        name=WAKE_TASK,
         autoretry_for=(RetryLater,),
         retry_backoff=True,
         retry_backoff_max=MAX_BACKOFF_SECONDS,
         retry_jitter=True,
         max_retries=None,
     )
-    def run_chunk_task(chunk_id: int) -> None:
-        _child().chunk(chunk_id)
-
-    @app.task(name=DIRECT_GENERATION_TASK)
-    def direct_generation_task(request_id: str) -> None:
-        outcome = _child().direct_generation(request_id)
-        log.info("direct_generation_id=%s outcome=%s", request_id, outcome)
+    def wake(model_pair: str) -> None:
+        chunks_run = _child().wake(model_pair)
+        log.info("wake model_pair=%s chunks_run=%s", model_pair, chunks_run)
 
 
 def make_worker_app(settings: Settings | None = None) -> Celery:
