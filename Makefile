@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,12 @@ test: setup
 
 bench: setup
 	$(BIN)/ldaq bench
+
+# On a machine with CUDA (CI has none): engine checks and the toy pair's bench, as JSON in $OUT or
+# test-output/. Needs only a python with torch, transformers and tokenizers (GPU_PYTHON).
+GPU_PYTHON ?= python3
+gpu-check:
+	$(GPU_PYTHON) scripts/gpu_check.py --out "$${OUT:-test-output}"
 
 clean:
 	rm -rf $(VENV) *.egg-info test-output
