@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,6 +34,11 @@ def _begin(connection) -> None:
     # A read-only transaction stays deferred: in WAL mode it reads a snapshot and never blocks a writer.
     read_only = connection.get_execution_options().get(READ_ONLY, False)
     connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def dialect_of(session: Session):
+    """The dialect module whose `insert` knows ON CONFLICT for this session's database."""
+    return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
 
 
 def make_engine(database_url: str) -> Engine:

@@ -9,20 +9,16 @@ Every function locks the experiment before the chunk, so no two of them can dead
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from ldaq.request_models import DEFAULT_DETECTOR
 from ldaq.rows import RowId, rows_in_range
 from ldaq.statuses import FINISHED_CHUNK, FINISHED_EXPERIMENT
-from ldaq.tables import AlphaTotal, Chunk, CompletionRecord, Experiment, Prompt, utcnow
-
-ROW_KEY = ["experiment_id", "prompt_index", "alpha", "sample_index"]
+from ldaq.tables import Chunk, Experiment, Prompt, utcnow
+from ldaq.totals import add_to_totals, insert_new_completions
 
 
 @dataclass(frozen=True)
@@ -158,42 +154,6 @@ def cancel_requested(session: Session, experiment_id: str) -> bool:
     return bool(session.scalar(select(Experiment.cancel_requested).where(Experiment.id == experiment_id)))
 
 
-def _insert_new_completions(session: Session, records: list[dict]) -> list[tuple[float, bool]]:
-    """Insert what is not stored yet; returns (alpha, activated) of each row actually inserted."""
-    if not records:
-        return []
-    statement = (
-        _dialect(session).insert(CompletionRecord)
-        .on_conflict_do_nothing(index_elements=ROW_KEY)
-        .returning(CompletionRecord.alpha, CompletionRecord.activated)
-    )
-    return [tuple(row) for row in session.execute(statement, records)]
-
-
-def _dialect(session: Session):
-    return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-
-
-def _add_to_totals(session: Session, experiment: Experiment, inserted: list[tuple[float, bool]]) -> None:
-    """Add the inserted rows to the experiment's counters and its default detector's per-alpha totals."""
-    n_by_alpha = Counter(alpha for alpha, _ in inserted)
-    activated_by_alpha = Counter(alpha for alpha, activated in inserted if activated)
-    totals = [
-        {"experiment_id": experiment.id, "detector": DEFAULT_DETECTOR, "alpha": alpha, "n": n,
-         "activated": activated_by_alpha[alpha]}
-        for alpha, n in sorted(n_by_alpha.items())
-    ]
-    if totals:
-        statement = _dialect(session).insert(AlphaTotal).values(totals)
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["experiment_id", "detector", "alpha"],
-                set_={"n": AlphaTotal.n + statement.excluded.n, "activated": AlphaTotal.activated + statement.excluded.activated},
-            )
-        )
-    experiment.completions_done += len(inserted)
-
-
 def complete_chunk(
     session: Session, chunk_id: int, records: list[dict], run_seconds: float, model_seconds: float
 ) -> None:
@@ -202,7 +162,7 @@ def complete_chunk(
     if locked is None or locked[1].status == "succeeded":
         return
     experiment, chunk = locked
-    _add_to_totals(session, experiment, _insert_new_completions(session, records))
+    add_to_totals(session, experiment, insert_new_completions(session, records))
     chunk.run_seconds, chunk.model_seconds = run_seconds, model_seconds
     _finish_chunk(session, experiment, chunk, "succeeded", None)
 

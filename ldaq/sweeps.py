@@ -9,17 +9,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import exists, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from ldaq.db import dialect_of
 from ldaq.tables import Chunk, PairDoorbell, utcnow
 
 
 def note_rung(session: Session, model_pair: str) -> None:
     """Record that the pair's doorbell is being rung now."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     now = utcnow()
-    statement = dialect.insert(PairDoorbell).values(model_pair=model_pair, rung_at=now)
+    statement = dialect_of(session).insert(PairDoorbell).values(model_pair=model_pair, rung_at=now)
     session.execute(statement.on_conflict_do_update(index_elements=["model_pair"], set_={"rung_at": now}))
 
 
