@@ -18,8 +18,15 @@ class GenerationCancelled(Exception):
     """`should_stop` asked to stop at a batch boundary."""
 
 
-def _is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+# How each allocator says it: CUDA's OutOfMemoryError, and CPU's "DefaultCPUAllocator: can't
+# allocate memory: you tried to allocate N bytes" (a RuntimeError).
+OUT_OF_MEMORY_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` says an allocation failed, on any device: the batch is then halved."""
+    message = str(error).lower()
+    return isinstance(error, torch.OutOfMemoryError) or any(words in message for words in OUT_OF_MEMORY_MESSAGES)
 
 
 def generate_rows(
@@ -45,7 +52,7 @@ def generate_rows(
         try:
             done = generate_batch(pair, batch, settings)
         except (torch.OutOfMemoryError, RuntimeError) as error:
-            if not _is_out_of_memory(error):
+            if not is_out_of_memory(error):
                 raise
             if batch_size == 1:
                 raise BatchTooLargeError("out of memory with a batch of one row") from error

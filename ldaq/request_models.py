@@ -39,6 +39,12 @@ def _within_server_limit(max_new_tokens: int, info: ValidationInfo) -> int:
 
 
 NonEmptyText = Annotated[str, Field(min_length=1), AfterValidator(_without_nul)]
+# A prompt of only whitespace asks the model nothing; `pattern` (a search, in pydantic and in JSON
+# Schema alike) puts the rule in the OpenAPI document too.
+PromptText = Annotated[
+    str, Field(min_length=1, pattern=r"\S", description="must contain a non-whitespace character"),
+    AfterValidator(_without_nul),
+]
 Alpha = Annotated[float, Field(ge=-1, le=100, description="amplification: after + alpha * (after - before)")]
 Temperature = Annotated[float, Field(ge=0, description="0 is greedy decoding")]
 TopP = Annotated[float, Field(gt=0, le=1)]
@@ -112,14 +118,14 @@ class ExperimentSettings(RequestModel):
 class ExperimentCreate(ExperimentSettings):
     """Body of POST /api/v1/experiments."""
 
-    prompts: list[NonEmptyText] = Field(min_length=1, max_length=MAX_PROMPTS)
+    prompts: list[PromptText] = Field(min_length=1, max_length=MAX_PROMPTS)
 
 
 class GenerateRequest(RequestModel):
     """Body of POST /api/v1/generate: a small batch answered while the client waits."""
 
     model_pair: ModelPairName
-    prompts: list[NonEmptyText] = Field(min_length=1, max_length=MAX_DIRECT_PROMPTS)
+    prompts: list[PromptText] = Field(min_length=1, max_length=MAX_DIRECT_PROMPTS)
     alpha: Alpha
     temperature: Temperature = 1.0
     top_p: TopP = 1.0

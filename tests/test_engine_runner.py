@@ -11,7 +11,7 @@ import torch
 
 from lda_core.generate import GenerationSettings, Row
 from lda_core.models import load_model_pair
-from lda_core.runner import BatchTooLargeError, GenerationCancelled, generate_rows
+from lda_core.runner import BatchTooLargeError, GenerationCancelled, generate_rows, is_out_of_memory
 
 GREEDY = GenerationSettings(max_new_tokens=5, temperature=0)
 ROWS = [Row(i, f"User: question number {i}?\nAssistant:", 1.0, 0) for i in range(10)]
@@ -65,3 +65,11 @@ def test_cancellation_is_checked_between_batches(pair):
             on_batch_done=lambda done: batches_done.append(len(done)),
         )
     assert batches_done == [4, 4]
+
+
+def test_cpu_and_cuda_allocation_failures_count_as_out_of_memory() -> None:
+    with pytest.raises(RuntimeError) as cpu_failure:
+        torch.empty(2**50, dtype=torch.uint8)  # a petabyte: the CPU allocator refuses at once
+    assert is_out_of_memory(cpu_failure.value)
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
