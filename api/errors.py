@@ -12,6 +12,7 @@ import logging
 
 from flask import Flask, Response, request
 from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from api.schemas import ErrorBody, ErrorResponse
@@ -109,6 +110,15 @@ def _from_http_exception(error: HTTPException) -> Response:
     return error_response(code, error.description or error.name, {}, error.code or 500, headers)
 
 
+def _database_unavailable(error: OperationalError | InterfaceError) -> Response:
+    """The database did not answer (down, restarting, unreachable): a 503 the client may retry,
+    without the driver's message, which names hosts and ports."""
+    logger.warning("database unavailable: %s", error)
+    return _from_ldaq_error(
+        ServiceUnavailable("the database is not answering; try again shortly", code="database_unavailable")
+    )
+
+
 def _unexpected(error: Exception) -> Response:
     logger.exception("unhandled error", exc_info=error)
     return error_response("internal_error", "internal server error; this is a bug, please report it", {}, 500)
@@ -118,4 +128,6 @@ def install_error_handlers(app: Flask) -> None:
     """Every exception leaves the app as the JSON error shape; only bugs become 500s."""
     app.register_error_handler(LdaqError, _from_ldaq_error)
     app.register_error_handler(HTTPException, _from_http_exception)
+    app.register_error_handler(OperationalError, _database_unavailable)
+    app.register_error_handler(InterfaceError, _database_unavailable)
     app.register_error_handler(Exception, _unexpected)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -13,6 +15,7 @@ from ldaq.doorbell import BrokerUnavailable
 from ldaq.errors import ServiceUnavailable
 
 health_blueprint = Blueprint("health", __name__)
+logger = logging.getLogger(__name__)
 
 
 @health_blueprint.get("/healthz")
@@ -21,12 +24,17 @@ def healthz() -> dict:
     return {"status": "ok"}
 
 
+# A probe says which dependency is down, never its address or credentials: those go to the log.
+UNAVAILABLE = "unavailable"
+
+
 def _database_state(backend: Backend) -> str:
     try:
         with backend.database.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as error:
-        return f"unavailable: {error}"
+        logger.warning("readiness: database check failed: %s", error)
+        return UNAVAILABLE
     return "ok"
 
 
@@ -34,7 +42,8 @@ def _broker_state(backend: Backend) -> str:
     try:
         backend.doorbell.check()
     except BrokerUnavailable as error:
-        return f"unavailable: {error}"
+        logger.warning("readiness: broker check failed: %s", error)
+        return UNAVAILABLE
     return "ok"
 
 

@@ -41,11 +41,17 @@ class Backend:
             )
 
     def check_broker(self) -> None:
-        """Refuse within about a second while the broker is down, before anything is promised."""
+        """Refuse within about a second while the broker is down, before anything is promised.
+
+        The client hears which dependency is down, never its address: that goes to the log.
+        """
         try:
             self.doorbell.check()
         except BrokerUnavailable as error:
-            raise ServiceUnavailable(str(error), code="broker_unavailable") from error
+            logger.warning("broker check failed: %s", error)
+            raise ServiceUnavailable(
+                "the broker is not answering; nothing was stored, try again shortly", code="broker_unavailable"
+            ) from error
 
     def ring_after_commit(self, model_pair: str) -> None:
         """Wake a worker for work already committed; a lost ring is logged, never raised: the

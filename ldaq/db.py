@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+OUTAGE_WAIT_SECONDS = 600  # how long a write that must not be lost waits for the database to answer
+OUTAGE_POLL_SECONDS = (0.25, 4.0)  # first and largest pause between tries
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 READ_ONLY = "ldaq_read_only"  # an execution option: this connection only reads
@@ -83,6 +91,23 @@ class Database:
             options["isolation_level"] = "REPEATABLE READ"  # every statement of the read sees one snapshot
         with self.engine.connect().execution_options(**options) as connection, connection.begin():
             yield connection
+
+    def when_answering(self, work: Callable[[Session], T], give_up_after: float = OUTAGE_WAIT_SECONDS) -> T:
+        """Run `work` in a transaction, trying again while the database does not answer (down,
+        restarting): the write lands as soon as it is back. Other errors, and an outage longer than
+        `give_up_after`, are raised."""
+        deadline = time.monotonic() + give_up_after
+        pause, longest = OUTAGE_POLL_SECONDS
+        while True:
+            try:
+                with self.transaction() as session:
+                    return work(session)
+            except (OperationalError, InterfaceError) as error:
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning("database not answering, trying again in %.2f s: %s", pause, error.orig or error)
+                time.sleep(pause)
+                pause = min(2 * pause, longest)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -38,7 +38,7 @@ def generate_direct(backend: Backend, request: GenerateRequest) -> list[str]:
         backend.doorbell.ring(request.model_pair)
     except BrokerUnavailable as error:
         _read_direct_generation(backend, request_id, give_up_reason=str(error))
-        raise ServiceUnavailable(str(error), code="broker_unavailable") from error
+        raise ServiceUnavailable("the broker is not answering; try again shortly", code="broker_unavailable") from error
     return _await_direct_generation(backend, request_id)
 
 

@@ -50,6 +50,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=DEFAULT_QUEUE,
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a worker waits out a broker outage, however long
         broker_connection_timeout=BROKER_PING_SECONDS,
         broker_transport_options=_transport_options(settings),
         worker_hijack_root_logger=False,

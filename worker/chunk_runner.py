@@ -98,25 +98,29 @@ def run_claimed_chunk(context: WorkerContext, claim: ChunkClaim) -> str:
 
 
 def _run_claimed(context: WorkerContext, claim: ChunkClaim, started: float) -> tuple[str, float]:
+    """Generate and store the chunk. Every write of its outcome waits out a database outage
+    (`Database.when_answering`): generated rows are not thrown away, and a failed chunk is back in
+    the queue as soon as the database answers, not a lease later."""
     settings, database, chunk_id = context.settings, context.database, claim.chunk_id
     try:
         with LeaseKeeper(database, chunk_id, context.owner, settings.lease_seconds):
             completions, model_seconds = _generate(context, claim)
             records = _records(claim, completions)
-            with database.transaction() as session:
-                ledger.complete_chunk(session, chunk_id, records, time.perf_counter() - started, model_seconds)
+        seconds = time.perf_counter() - started
+        database.when_answering(lambda session: ledger.complete_chunk(session, chunk_id, records, seconds, model_seconds))
     except GenerationCancelled:
-        with database.transaction() as session:
-            ledger.cancel_chunk(session, chunk_id)
+        database.when_answering(lambda session: ledger.cancel_chunk(session, chunk_id))
         return "cancelled", 0.0
-    except BatchTooLargeError as error:
-        with database.transaction() as session:
-            ledger.fail_chunk(session, chunk_id, str(error))
+    except BatchTooLargeError as too_large:
+        reason = str(too_large)
+        database.when_answering(lambda session: ledger.fail_chunk(session, chunk_id, reason))
         return "failed", 0.0
     except Exception as error:
         log.exception("chunk %s attempt %s failed", chunk_id, claim.attempt)
-        with database.transaction() as session:
-            retry = ledger.release_for_retry(session, chunk_id, f"{type(error).__name__}: {error}", settings.max_attempts)
+        reason = f"{type(error).__name__}: {error}"
+        retry = database.when_answering(
+            lambda session: ledger.release_for_retry(session, chunk_id, reason, settings.max_attempts)
+        )
         if retry:
             raise RetryLater(str(error)) from error
         return "failed", 0.0
