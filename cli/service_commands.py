@@ -35,11 +35,14 @@ def worker(pairs: tuple[str, ...], loglevel: str) -> None:
 
 
 @click.command()
-def migrate() -> None:
+@click.option("--wait-seconds", default=60.0, show_default=True,
+              help="How long to wait for the database to answer first (a database still starting, say).")
+def migrate(wait_seconds: float) -> None:
     """Apply the database migrations (what the compose 'migrate' service runs)."""
-    from ldaq.migrate import upgrade_database
+    from ldaq.migrate import upgrade_database, wait_for_database
 
     settings = Settings.from_env()
+    wait_for_database(settings.database_url, wait_seconds)
     upgrade_database(settings.database_url)
     click.echo(f"database at head: {settings.database_url.split('@')[-1]}")
 

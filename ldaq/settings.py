@@ -1,7 +1,8 @@
 """Every setting of ldaq, declared once: its variable, default, parser and meaning.
 
-`Settings.from_env`, the README's configuration table and `.env.example` all derive from the
-declarations below (tests compare the two documents with `markdown_table()` and `env_example()`).
+`Settings.from_env`, the README's configuration table and the settings in `.env.example` all derive
+from the declarations below (tests compare the two documents with `markdown_table()` and
+`env_example()`).
 """
 
 from __future__ import annotations
@@ -121,6 +122,12 @@ def markdown_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-def env_example() -> str:
-    """The settings part of `.env.example`: each variable with its default, its meaning above it."""
-    return "\n".join(f"# {spec.meaning}\n{spec.variable}={spec.default}\n" for spec in SETTINGS.values())
+def env_example(variables: list[str], defaults: dict[str, str]) -> str:
+    """The settings part of `.env.example`: each variable empty (its default), its meaning and default
+    above it. `defaults` holds the defaults the compose file gives instead of ldaq's own."""
+    blocks = []
+    for variable in variables:
+        spec = SETTINGS[variable]
+        default = defaults.get(variable) or spec.default or "unset"
+        blocks.append(f"# {spec.meaning} (default: {default})\n{variable}=\n")
+    return "\n".join(blocks)

@@ -44,7 +44,7 @@ def test_ldaq_services_run_the_repository_image_through_ldaq(services: dict) -> 
     for name in LDAQ_SERVICES:
         assert services[name]["build"]["context"] == ".", name
         assert services[name]["image"] == services["api"]["image"], name
-    assert services["migrate"]["command"] == ["migrate"]
+    assert services["migrate"]["command"][0] == "migrate" and "--wait-seconds" in services["migrate"]["command"]
     assert services["worker"]["command"] == ["worker"]
 
 
@@ -57,7 +57,8 @@ def test_api_serves_the_app_factory_with_gunicorn_on_port_8000(services: dict) -
 
 
 def test_postgres_and_redis_have_healthchecks(services: dict) -> None:
-    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    # Over TCP: the socket answers during the image's first init, before the port others use is open.
+    assert "pg_isready -h 127.0.0.1" in " ".join(services["postgres"]["healthcheck"]["test"])
     assert services["redis"]["healthcheck"]["test"][-2:] == ["redis-cli", "ping"]
 
 
@@ -88,6 +89,7 @@ def test_named_volumes_hold_the_database_broker_and_model_cache(compose: dict, s
         mount.split(":")[0]: mount.split(":")[1]
         for service in services.values()
         for mount in service.get("volumes", [])
+        if isinstance(mount, str)  # named volumes; the models folder is a bind mount, below
     }
     assert set(mounted) <= declared
     assert mounted["postgres-data"] == "/var/lib/postgresql/data"
@@ -109,18 +111,39 @@ def test_ldaq_services_use_postgres_and_redis(services: dict) -> None:
         assert environment["REDIS_URL"] == "redis://redis:6379/0", name
 
 
-def test_env_example_lists_exactly_the_settings_with_their_defaults_and_meanings() -> None:
+COMPOSE_FIXED = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "LDAQ_DATA_DIR")
+
+
+def test_api_and_worker_mount_the_models_folder_read_only(services: dict) -> None:
+    for name in ("api", "worker"):
+        (models,) = [mount for mount in services[name]["volumes"] if isinstance(mount, dict)]
+        assert (models["type"], models["target"], models["read_only"]) == ("bind", "/models", True)
+        assert models["source"] == "${LDAQ_MODELS_DIR:-./models}"
+
+
+def test_env_example_holds_what_compose_substitutes_each_empty_with_its_meaning_and_default() -> None:
+    substituted = list(dict.fromkeys(re.findall(r"\$\{(\w+):-([^}]*)\}", (ROOT / "docker-compose.yml").read_text())))
+    names = list(dict.fromkeys(name for name, _ in substituted))
     text = (ROOT / ".env.example").read_text()
-    assignments = [line.split("=", 1)[0] for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    assert assignments == list(SETTINGS)
-    assert env_example() in text
+    assignments = [line.split("=", 1) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+    assert sorted(name for name, _ in assignments) == sorted(names)
+    assert all(value == "" for _, value in assignments)  # never overrides a default compose chose
+    assert not set(names) & set(COMPOSE_FIXED)
+    settings = [name for name in names if name in SETTINGS]
+    assert env_example(settings, {name: default for name, default in substituted if default}) in text
+    assert "LDAQ_DEVICE" in settings and "# worker device" in text and "(default: cuda)" in text
 
 
 def test_image_installs_cuda_torch_and_runs_ldaq_as_a_non_root_user() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.MULTILINE)
     assert re.search(r"^ARG TORCH_INDEX_URL=https://download\.pytorch\.org/whl/cu\d+", dockerfile, re.MULTILINE)
-    assert dockerfile.index('--index-url "${TORCH_INDEX_URL}" torch') < dockerfile.index("pip install /tmp/ldaq-src")
+    assert re.search(r"^ARG TORCH_VERSION=\d+\.\d+\.\d+$", dockerfile, re.MULTILINE)
+    assert dockerfile.index('--index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"') < dockerfile.index(
+        "pip install /tmp/ldaq-src"
+    )
+    assert "could not install torch" in dockerfile  # a failed fetch says what to set
     users = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
     assert users and users[-1] not in ("root", "0")
     assert 'ENTRYPOINT ["ldaq"]' in dockerfile

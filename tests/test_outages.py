@@ -5,10 +5,13 @@ API answers 503 (never 500) while a server is down, and everything recovers by i
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 
 import pytest
+from click.testing import CliRunner
 
+from cli.service_commands import migrate
 from tests.helpers import assert_error, exported, service_environment, service_unavailable, sweep
 from tests.live_service import LiveService
 from tests.servers import PrivatePostgres, PrivateRedis, postgres_binaries
@@ -92,3 +95,17 @@ def test_postgres_stopped_for_30_s_answers_503_then_recovers_with_exact_counts(
         assert_exact(service, service.submit(sweep(prompts=["after the outage"], alphas=[0], samples_per_prompt=2)))
     finally:
         service.close()
+
+
+def test_migrate_waits_for_a_database_that_is_still_starting(tmp_path, private_postgres):
+    environment = {"DATABASE_URL": private_postgres.url, "LDAQ_DATA_DIR": str(tmp_path)}
+    private_postgres.stop()
+    gave_up = CliRunner().invoke(migrate, ["--wait-seconds", "1"], env=environment)
+    assert gave_up.exit_code != 0
+
+    late_start = threading.Timer(2.0, private_postgres.start)  # a first `compose up`: Postgres still initialising
+    late_start.start()
+    result = CliRunner().invoke(migrate, ["--wait-seconds", "60"], env=environment)
+    late_start.join()
+    assert result.exit_code == 0, result.output
+    assert "database at head" in result.output
