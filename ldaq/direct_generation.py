@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from ldaq.backend import Backend
 from ldaq.doorbell import BrokerUnavailable
 from ldaq.errors import GenerationFailed, ServiceUnavailable, WorkerTimeout
+from ldaq.prompt_limits import check_prompts
 from ldaq.request_models import GenerateRequest
 from ldaq.tables import DirectGeneration
 
@@ -26,6 +27,10 @@ POLL_SECONDS = 0.1
 def generate_direct(backend: Backend, request: GenerateRequest) -> list[str]:
     """One completion per prompt; raises GenerationFailed, ServiceUnavailable (no broker) or WorkerTimeout."""
     backend.require_model_pair(request.model_pair)
+    check_prompts(
+        backend.model_pairs[request.model_pair], request.prompts, None, False, request.max_new_tokens,
+        backend.settings.max_prompt_chars,
+    )
     backend.check_broker()
     request_id = str(uuid4())
     with backend.database.transaction() as session:

@@ -24,6 +24,7 @@ from ldaq import ledger, sweeps
 from ldaq.backend import Backend
 from ldaq.cursors import decode_cursor, encode_cursor
 from ldaq.errors import Conflict, InvalidRequest, NotFound
+from ldaq.prompt_limits import check_prompts
 from ldaq.request_models import DEFAULT_DETECTOR, MAX_ROWS, DetectorSpec, ExperimentCreate
 from ldaq.rows import chunk_count, chunk_range
 from ldaq.statuses import FINISHED_EXPERIMENT
@@ -74,6 +75,10 @@ def create_experiment(backend: Backend, request: ExperimentCreate) -> dict:
     """
     backend.require_model_pair(request.model_pair)
     _check_detector(request.detector)
+    check_prompts(
+        backend.model_pairs[request.model_pair], request.prompts, request.prompt_template, request.chat_template,
+        request.max_new_tokens, backend.settings.max_prompt_chars,
+    )
     chunk_size = request.chunk_size or backend.settings.chunk_size
     rows_total = len(request.prompts) * len(request.alphas) * request.samples_per_prompt
     chunks_total = _check_size(rows_total, chunk_size)

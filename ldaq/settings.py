@@ -62,6 +62,10 @@ class Settings:
         "LDAQ_MAX_NEW_TOKENS", "1024", int, "the largest max_new_tokens a request may ask for"
     )
     max_body_bytes: int = _setting("LDAQ_MAX_BODY_BYTES", "16777216", int, "request bodies larger than this get 413")
+    max_prompt_chars: int = _setting(
+        "LDAQ_MAX_PROMPT_CHARS", "65536", int,
+        "longest prompt, in characters, for a pair named by hub id (local pairs are checked in tokens)",
+    )
     generate_timeout_seconds: float = _setting(
         "LDAQ_GENERATE_TIMEOUT_SECONDS", "60", float, "how long POST /api/v1/generate waits for the worker"
     )

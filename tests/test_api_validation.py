@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from sqlalchemy import func, select, update
 
 from ldaq.request_models import MAX_PROMPTS
@@ -306,3 +307,40 @@ def test_readyz_names_the_broker_when_it_is_down(api_without_broker):
     assert error["details"]["broker"] == "unavailable"
     assert "127.0.0.1" not in str(error) and ":1" not in str(error)  # no address leaks to clients
     assert api_without_broker.get("/healthz").status_code == 200
+
+
+@pytest.fixture
+def api_with_pairs(tmp_path: Path, model_pairs_file: Path):
+    """The tiny pair on local paths (context window 256), and a pair named by hub ids, unreadable here."""
+    pairs = yaml.safe_load(model_pairs_file.read_text()) | {"hub": {"before": "org/base", "after": "org/tuned"}}
+    pairs_file = tmp_path / "pairs.yaml"
+    pairs_file.write_text(yaml.safe_dump(pairs))
+    live = start_api(tmp_path, LDAQ_MODEL_PAIRS=str(pairs_file), LDAQ_MAX_PROMPT_CHARS="1000")
+    yield live
+    live.close()
+
+
+def test_prompt_over_the_context_window_is_refused_naming_it(api_with_pairs):
+    fits_alone = "one two three " * 60  # about 180 tokens of the tiny pair's 256
+    experiment = with_fields(VALID_EXPERIMENT, model_pair="tiny", prompts=["short", fits_alone], max_new_tokens=100)
+
+    error = assert_error(api_with_pairs.post(EXPERIMENTS, experiment), 400, "prompt_too_long")
+    assert error["details"]["prompt_index"] == 1 and error["details"]["context_window"] == 256
+    assert error["details"]["prompt_tokens"] + 100 > 256
+    assert stored_rows(api_with_pairs) == NOTHING_STORED
+    assert api_with_pairs.post(EXPERIMENTS, with_fields(experiment, max_new_tokens=8)).status_code == 201
+    generation = with_fields(VALID_GENERATION, model_pair="tiny", prompts=[fits_alone], max_new_tokens=100)
+    assert_error(api_with_pairs.post("/api/v1/generate", generation), 400, "prompt_too_long")
+
+
+def test_chat_template_on_a_pair_without_one_is_refused(api_with_pairs):
+    experiment = with_fields(VALID_EXPERIMENT, model_pair="tiny", chat_template=True)
+    assert_error(api_with_pairs.post(EXPERIMENTS, experiment), 400, "no_chat_template")
+    assert stored_rows(api_with_pairs) == NOTHING_STORED
+
+
+def test_a_pair_named_by_hub_id_gets_the_character_limit(api_with_pairs):
+    experiment = with_fields(VALID_EXPERIMENT, model_pair="hub", prompts=["fine", "x" * 1001])
+    error = assert_error(api_with_pairs.post(EXPERIMENTS, experiment), 400, "prompt_too_long")
+    assert error["details"] == {"prompt_index": 1, "prompt_chars": 1001, "max_prompt_chars": 1000}
+    assert api_with_pairs.post(EXPERIMENTS, with_fields(experiment, prompts=["x" * 1000])).status_code == 201
