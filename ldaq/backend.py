@@ -53,10 +53,3 @@ class Backend:
                 "the broker is not answering; nothing was stored, try again shortly", code="broker_unavailable"
             ) from error
 
-    def ring_after_commit(self, model_pair: str) -> None:
-        """Wake a worker for work already committed; a lost ring is logged, never raised: the
-        sweeper rings that pair again after LDAQ_REQUEUE_SECONDS, so nothing is lost, only delayed."""
-        try:
-            self.doorbell.ring(model_pair)
-        except BrokerUnavailable as error:
-            logger.warning("could not ring for pair %s; the sweeper will: %s", model_pair, error)

@@ -9,6 +9,8 @@ serializer, acknowledgement and routing rules exist once.
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 from kombu import Connection
 
@@ -18,6 +20,7 @@ from ldaq.settings import Settings
 WAKE_TASK = "ldaq.wake"
 DEFAULT_QUEUE = "ldaq"
 BROKER_PING_SECONDS = 0.75
+log = logging.getLogger("ldaq.doorbell")
 
 
 class BrokerUnavailable(RuntimeError):
@@ -74,6 +77,16 @@ class Doorbell:
                 connection.ensure_connection(max_retries=1, timeout=BROKER_PING_SECONDS, interval_start=0)
         except Exception as error:  # kombu raises a zoo of transport-specific errors
             raise BrokerUnavailable(f"broker unreachable: {error}") from error
+
+    def try_ring(self, model_pair: str) -> bool:
+        """Ring for work already in the ledger; a failure is logged, not raised (False): the work
+        stays queued and the sweeper rings that pair again after LDAQ_REQUEUE_SECONDS."""
+        try:
+            self.ring(model_pair)
+        except BrokerUnavailable as error:
+            log.warning("model_pair=%s outcome=ring_failed error=%r", model_pair, str(error))
+            return False
+        return True
 
     def ring(self, model_pair: str) -> None:
         """Wake a worker serving `model_pair`; raises `BrokerUnavailable` when the message cannot be sent."""

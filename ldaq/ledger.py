@@ -98,12 +98,7 @@ def claim_next_chunk(
     The worker pulls its work from the ledger: the broker's message only wakes it.
     """
     while True:
-        chunk_id = session.scalar(
-            select(Chunk.id)
-            .where(Chunk.status == "queued", Chunk.model_pair == model_pair)
-            .order_by(Chunk.id)
-            .limit(1)
-        )
+        chunk_id = _oldest_queued_chunk(session, model_pair)
         if chunk_id is None:
             return None
         claim = claim_chunk(session, chunk_id, owner, lease_seconds, max_attempts)
@@ -112,10 +107,15 @@ def claim_next_chunk(
         session.flush()  # it was taken, cancelled or failed for good: look again
 
 
-def queued_chunks_remain(session: Session, model_pair: str) -> bool:
+def _oldest_queued_chunk(session: Session, model_pair: str) -> int | None:
+    """One probe of the (status, model_pair, id) index."""
     return session.scalar(
-        select(Chunk.id).where(Chunk.status == "queued", Chunk.model_pair == model_pair).limit(1)
-    ) is not None
+        select(Chunk.id).where(Chunk.status == "queued", Chunk.model_pair == model_pair).order_by(Chunk.id).limit(1)
+    )
+
+
+def queued_chunks_remain(session: Session, model_pair: str) -> bool:
+    return _oldest_queued_chunk(session, model_pair) is not None
 
 
 def _claim_of(session: Session, chunk: Chunk, experiment: Experiment) -> ChunkClaim:

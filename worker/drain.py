@@ -7,16 +7,11 @@ waits behind the rest of a long experiment.
 
 from __future__ import annotations
 
-import logging
-
 from ldaq import ledger
 from ldaq.direct_generation import claim_next_direct_generation
-from ldaq.doorbell import BrokerUnavailable
 from worker.chunk_runner import run_claimed_chunk
 from worker.context import WorkerContext
 from worker.direct import answer_direct_generation
-
-log = logging.getLogger("ldaq.worker")
 
 
 def drain(context: WorkerContext, model_pair: str) -> int:
@@ -53,7 +48,4 @@ def _wake_another_worker(context: WorkerContext, model_pair: str) -> None:
     with context.database.read() as session:
         more = ledger.queued_chunks_remain(session, model_pair)
     if more:
-        try:
-            context.doorbell.ring(model_pair)
-        except BrokerUnavailable as error:  # the sweeper covers a pair left waiting
-            log.warning("could not pass the bell on for pair %s: %s", model_pair, error)
+        context.doorbell.try_ring(model_pair)

@@ -11,7 +11,7 @@ import logging
 
 from ldaq import sweeps
 from ldaq.db import Database
-from ldaq.doorbell import BrokerUnavailable, Doorbell
+from ldaq.doorbell import Doorbell
 from ldaq.settings import Settings
 
 log = logging.getLogger("ldaq.sweeper")
@@ -24,10 +24,7 @@ def sweep_once(database: Database, doorbell: Doorbell, settings: Settings) -> in
         for model_pair in due:
             sweeps.note_rung(session, model_pair)
     for model_pair in sorted(due):
-        try:
-            doorbell.ring(model_pair)
-        except BrokerUnavailable:  # the work stays queued in the ledger; a sweep rings again later
-            log.warning("model_pair=%s outcome=ring_failed", model_pair)
+        doorbell.try_ring(model_pair)
     if due:
         log.info("swept pairs=%s", ",".join(sorted(due)))
     return len(due)
