@@ -42,7 +42,10 @@ class Progress(BaseModel):
     chunks_done: int
     chunks_failed: int
     completions_total: int
-    completions_done: int
+    completions_done: int = Field(description="Rows stored, those that could not run included.")
+    completions_errored: int = Field(
+        description="Rows stored with finish_reason 'error' (they could not run): in completions_done, not in any rate's n."
+    )
 
 
 class AlphaSummaryOut(BaseModel):
@@ -85,11 +88,17 @@ class CompletionOut(BaseModel):
     prompt: str
     alpha: float
     sample_index: int
-    text: str | None = Field(description='null when the experiment has keep_text "activated" and this one did not activate')
+    text: str | None = Field(
+        description='null when the row could not run, or when the experiment has keep_text "activated" and this one '
+        "did not activate"
+    )
     tokens: int
-    finish_reason: str
+    finish_reason: Literal["eos", "length", "error"] = Field(
+        description='"error" when the row could not run (see error): it counts in progress, not in any rate'
+    )
     activated: bool
     match: str | None
+    error: str | None = Field(description="why the row could not run; null for every row that ran")
 
 
 class CompletionPage(BaseModel):

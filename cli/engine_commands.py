@@ -48,6 +48,7 @@ def _print_completion(completion: Completion, as_json: bool) -> None:
         "text": completion.text,
         "tokens": completion.tokens,
         "finish_reason": completion.finish_reason,
+        "error": completion.error,
     }
     if as_json:
         click.echo(json.dumps(fields))
@@ -56,7 +57,7 @@ def _print_completion(completion: Completion, as_json: bool) -> None:
         f"[prompt {completion.prompt_index}, alpha {completion.alpha:g}, sample {completion.sample_index}] "
         f"{completion.tokens} tokens, {completion.finish_reason}"
     )
-    click.echo(f"  {completion.text!r}")
+    click.echo(f"  {completion.error if completion.error else repr(completion.text)}")
 
 
 @click.command()

@@ -53,8 +53,14 @@ class Completion:
     sample_index: int
     text: str
     tokens: int
-    finish_reason: str  # "eos" or "length"
+    finish_reason: str  # "eos", "length", or "error" when the row could not run
     token_ids: tuple[int, ...]
+    error: str | None = None  # why the row could not run: the rest of its batch runs on without it
+
+    @classmethod
+    def failed(cls, prompt_index: int, alpha: float, sample_index: int, reason: str) -> Completion:
+        """A row that could not run, stored as such so progress counts it and rates leave it out."""
+        return cls(prompt_index, alpha, sample_index, "", 0, "error", (), reason)
 
 
 def _cache_argument(model: PreTrainedModel) -> str:

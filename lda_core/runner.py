@@ -1,4 +1,5 @@
-"""Running many rows in batches: out-of-memory halving, cancellation and progress between batches."""
+"""Running many rows in batches: out-of-memory halving, rows that cannot run, cancellation and
+progress between batches."""
 
 from __future__ import annotations
 
@@ -6,12 +7,9 @@ from collections.abc import Callable
 
 import torch
 
+from lda_core.context_window import context_window
 from lda_core.generate import Completion, GenerationSettings, Row, generate_batch
 from lda_core.models import ModelPair
-
-
-class BatchTooLargeError(RuntimeError):
-    """Even a batch of one row runs out of memory."""
 
 
 class GenerationCancelled(Exception):
@@ -21,12 +19,40 @@ class GenerationCancelled(Exception):
 # How each allocator says it: CUDA's OutOfMemoryError, and CPU's "DefaultCPUAllocator: can't
 # allocate memory: you tried to allocate N bytes" (a RuntimeError).
 OUT_OF_MEMORY_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
+OUT_OF_MEMORY_ALONE = "out of memory with a batch of one row"
 
 
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether `error` says an allocation failed, on any device: the batch is then halved."""
     message = str(error).lower()
     return isinstance(error, torch.OutOfMemoryError) or any(words in message for words in OUT_OF_MEMORY_MESSAGES)
+
+
+def _key_order(row: Row | Completion) -> tuple[int, float, int]:
+    return row.prompt_index, row.alpha, row.sample_index
+
+
+def _failed_row(row: Row, reason: str) -> Completion:
+    return Completion.failed(row.prompt_index, row.alpha, row.sample_index, reason)
+
+
+def too_long_reason(pair: ModelPair, prompt: str, max_new_tokens: int) -> str | None:
+    """Why `prompt` cannot run on the pair (its tokens and the new ones exceed the context window), or None."""
+    window = context_window(pair.after.config.to_dict())
+    if window is None:
+        return None
+    tokens = len(pair.tokenizer(prompt)["input_ids"])
+    if tokens + max_new_tokens <= window:
+        return None
+    return f"prompt is {tokens} tokens; with max_new_tokens {max_new_tokens} it exceeds the context window of {window}"
+
+
+def screen_rows(pair: ModelPair, rows: list[Row], settings: GenerationSettings) -> tuple[list[Row], list[Completion]]:
+    """Split rows into those that can run and failed completions for those that cannot (checked once per prompt)."""
+    reasons = {prompt: too_long_reason(pair, prompt, settings.max_new_tokens) for prompt in {r.prompt for r in rows}}
+    runnable = [row for row in rows if reasons[row.prompt] is None]
+    refused = [_failed_row(row, reasons[row.prompt]) for row in rows if reasons[row.prompt] is not None]
+    return runnable, refused
 
 
 def generate_rows(
@@ -37,14 +63,15 @@ def generate_rows(
     should_stop: Callable[[], bool] | None = None,
     on_batch_done: Callable[[list[Completion]], None] | None = None,
 ) -> list[Completion]:
-    """Generate every row, `batch_size` at a time (rows of one prompt kept together for prefill).
+    """Generate every row, `batch_size` at a time (rows of one prompt kept together for prefill), in key order.
 
-    An out-of-memory error halves the batch size and retries the batch, down to one row
-    (as accelerate's `find_executable_batch_size` does); `should_stop` is asked before each batch.
+    A row that cannot run (too long for the context window, or out of memory even alone) comes back
+    as a `finish_reason="error"` completion and the others go on. An out-of-memory error halves the
+    batch size and retries the batch, down to one row (as accelerate's `find_executable_batch_size`
+    does); `should_stop` is asked before each batch.
     """
-    ordered = sorted(rows, key=lambda row: (row.prompt_index, row.alpha, row.sample_index))
-    completions: list[Completion] = []
-    pending = ordered
+    runnable, completions = screen_rows(pair, rows, settings)
+    pending = sorted(runnable, key=_key_order)
     while pending:
         if should_stop is not None and should_stop():
             raise GenerationCancelled()
@@ -54,14 +81,18 @@ def generate_rows(
         except (torch.OutOfMemoryError, RuntimeError) as error:
             if not is_out_of_memory(error):
                 raise
-            if batch_size == 1:
-                raise BatchTooLargeError("out of memory with a batch of one row") from error
-            batch_size //= 2
-            if pair.device.type == "cuda":
-                torch.cuda.empty_cache()
-            continue
+            _release_cached_memory(pair)
+            if batch_size > 1:
+                batch_size //= 2
+                continue
+            done = [_failed_row(batch[0], OUT_OF_MEMORY_ALONE)]
         completions.extend(done)
         pending = pending[len(batch) :]
         if on_batch_done is not None:
             on_batch_done(done)
-    return completions
+    return sorted(completions, key=_key_order)
+
+
+def _release_cached_memory(pair: ModelPair) -> None:
+    if pair.device.type == "cuda":
+        torch.cuda.empty_cache()

@@ -24,7 +24,7 @@ from ldaq.tables import CompletionRecord, Prompt
 EXPORT_BLOCK_ROWS = 2000  # rows fetched from the cursor and written to the client at a time
 EXPORT_MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 COMPLETION_FIELDS = (
-    "prompt_index", "prompt", "alpha", "sample_index", "text", "tokens", "finish_reason", "activated", "match"
+    "prompt_index", "prompt", "alpha", "sample_index", "text", "tokens", "finish_reason", "activated", "match", "error"
 )
 _STORED_FIELDS = [getattr(CompletionRecord, name) for name in COMPLETION_FIELDS if name != "prompt"]
 _KEY = (CompletionRecord.prompt_index, CompletionRecord.alpha, CompletionRecord.sample_index)

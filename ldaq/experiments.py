@@ -101,6 +101,7 @@ def _insert_experiment(
         short_prompts=short_prompts, seed=request.seed, detector=params["detector"],
         prompts_total=len(request.prompts), completions_total=rows_total, chunks_total=chunks_total,
         cancel_requested=False, chunks_succeeded=0, chunks_failed=0, chunks_cancelled=0, completions_done=0,
+        completions_errored=0,
     )
     session.add(experiment)
     session.flush()
@@ -159,6 +160,7 @@ def _experiment_view(experiment: Experiment, alpha_totals: dict[float, tuple[int
             "chunks_failed": experiment.chunks_failed,
             "completions_total": experiment.completions_total,
             "completions_done": experiment.completions_done,
+            "completions_errored": experiment.completions_errored,
         },
         "summary": summary,
     }

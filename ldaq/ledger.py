@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from ldaq.rows import RowId, rows_in_range
 from ldaq.statuses import FINISHED_CHUNK, FINISHED_EXPERIMENT
-from ldaq.tables import Chunk, Experiment, Prompt, utcnow
+from ldaq.tables import Chunk, CompletionRecord, Experiment, Prompt, utcnow
 from ldaq.totals import add_to_totals, insert_new_completions
 
 
@@ -181,13 +181,6 @@ def release_for_retry(session: Session, chunk_id: int, error: str, max_attempts:
     return True
 
 
-def fail_chunk(session: Session, chunk_id: int, error: str) -> None:
-    """Fail a chunk for good: retrying cannot help (a batch of one does not fit, say)."""
-    locked = _lock_unfinished(session, chunk_id)
-    if locked is not None:
-        _finish_chunk(session, *locked, "failed", error)
-
-
 def cancel_chunk(session: Session, chunk_id: int) -> None:
     locked = _lock_unfinished(session, chunk_id)
     if locked is not None:
@@ -216,12 +209,14 @@ def chunks_unfinished(experiment: Experiment) -> int:
 
 
 def _final_status(experiment: Experiment) -> str:
-    succeeded, failed = experiment.chunks_succeeded, experiment.chunks_failed
+    """`partial` when some rows ran and some did not (a failed chunk, or rows stored as errors)."""
+    failed, errored = experiment.chunks_failed, experiment.completions_errored
+    ran = experiment.completions_done - errored
     if experiment.cancel_requested and experiment.chunks_cancelled:
         return "cancelled"
-    if failed and succeeded:
-        return "partial"
-    return "failed" if failed else "succeeded"
+    if not (failed or errored):
+        return "succeeded"
+    return "partial" if ran else "failed"
 
 
 def refresh_experiment_status(session: Session, experiment: Experiment) -> None:
@@ -230,13 +225,28 @@ def refresh_experiment_status(session: Session, experiment: Experiment) -> None:
         return
     experiment.status = _final_status(experiment)
     experiment.finished_at = utcnow()
+    experiment.error = "; ".join(_failure_summaries(session, experiment)) or None
+
+
+def _failure_summaries(session: Session, experiment: Experiment) -> list[str]:
+    """What did not run, with the first reason of each kind: failed chunks, then rows stored as errors."""
+    summaries = []
     if experiment.chunks_failed:
         first_error = session.scalar(
             select(Chunk.error).where(Chunk.experiment_id == experiment.id, Chunk.status == "failed").limit(1)
         )
-        experiment.error = (
-            f"{experiment.chunks_failed} of {experiment.chunks_total} chunks failed; first error: {first_error}"
+        summaries.append(f"{experiment.chunks_failed} of {experiment.chunks_total} chunks failed; first error: {first_error}")
+    if experiment.completions_errored:
+        first_error = session.scalar(
+            select(CompletionRecord.error)
+            .where(CompletionRecord.experiment_id == experiment.id, CompletionRecord.error.is_not(None))
+            .limit(1)
         )
+        summaries.append(
+            f"{experiment.completions_errored} of {experiment.completions_total} completions could not run; "
+            f"first error: {first_error}"
+        )
+    return summaries
 
 
 def request_cancel(session: Session, experiment: Experiment) -> None:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from lda_core.context_window import context_window
 from ldaq.errors import InvalidRequest
 from ldaq.model_pairs import ModelPairSpec
 
-CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx")  # Llama-likes, GPT-2
 CHAT_OVERHEAD_TOKENS = 64  # what a chat template adds around one user turn, at most, in the pairs we know
 
 
@@ -45,8 +45,8 @@ def _has_chat_template(directory: Path) -> bool:
 def _limits_of(directory: Path, modified: float) -> PairLimits:
     """Read once per directory and change (`modified` is the tokenizer file's mtime)."""
     config = json.loads((directory / "config.json").read_text())
-    window = next((config[key] for key in CONTEXT_KEYS if isinstance(config.get(key), int)), None)
-    return PairLimits(Tokenizer.from_file(str(directory / "tokenizer.json")), window, _has_chat_template(directory))
+    tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    return PairLimits(tokenizer, context_window(config), _has_chat_template(directory))
 
 
 def pair_limits(spec: ModelPairSpec) -> PairLimits:

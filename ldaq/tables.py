@@ -59,7 +59,8 @@ class Experiment(Base):
     chunks_succeeded: Mapped[int] = mapped_column(Integer, default=0)
     chunks_failed: Mapped[int] = mapped_column(Integer, default=0)
     chunks_cancelled: Mapped[int] = mapped_column(Integer, default=0)
-    completions_done: Mapped[int] = mapped_column(Integer, default=0)
+    completions_done: Mapped[int] = mapped_column(Integer, default=0)  # stored rows, errors included
+    completions_errored: Mapped[int] = mapped_column(Integer, default=0)  # rows that could not run
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -125,6 +126,7 @@ class CompletionRecord(Base):
     finish_reason: Mapped[str] = mapped_column(String(16))
     activated: Mapped[bool] = mapped_column(Boolean)
     match: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)  # why the row could not run (finish_reason "error")
 
 
 class AlphaTotal(Base):

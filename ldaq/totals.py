@@ -17,22 +17,27 @@ from ldaq.tables import AlphaTotal, CompletionRecord, Experiment
 ROW_KEY = ["experiment_id", "prompt_index", "alpha", "sample_index"]
 
 
-def insert_new_completions(session: Session, records: list[dict]) -> list[tuple[float, bool]]:
-    """Insert what is not stored yet; returns (alpha, activated) of each row actually inserted."""
+def insert_new_completions(session: Session, records: list[dict]) -> list[tuple[float, bool, bool]]:
+    """Insert what is not stored yet; returns (alpha, activated, errored) of each row actually inserted."""
     if not records:
         return []
     statement = (
         dialect_of(session).insert(CompletionRecord)
         .on_conflict_do_nothing(index_elements=ROW_KEY)
-        .returning(CompletionRecord.alpha, CompletionRecord.activated)
+        .returning(CompletionRecord.alpha, CompletionRecord.activated, CompletionRecord.error)
     )
-    return [tuple(row) for row in session.execute(statement, records)]
+    # The error itself comes back, not `error IS NOT NULL`: an ORM bulk insert's RETURNING gives an
+    # expression column wrong values on SQLite (True for every row, seen with SQLAlchemy 2.0).
+    return [(alpha, activated, error is not None) for alpha, activated, error in session.execute(statement, records)]
 
 
-def add_to_totals(session: Session, experiment: Experiment, inserted: list[tuple[float, bool]]) -> None:
-    """Add the inserted rows to the experiment's counters and its default detector's per-alpha totals."""
-    n_by_alpha = Counter(alpha for alpha, _ in inserted)
-    activated_by_alpha = Counter(alpha for alpha, activated in inserted if activated)
+def add_to_totals(session: Session, experiment: Experiment, inserted: list[tuple[float, bool, bool]]) -> None:
+    """Add the inserted rows to the experiment's counters and its default detector's per-alpha totals.
+
+    A row that could not run counts as done (progress) but not in any rate's n: it was never sampled.
+    """
+    n_by_alpha = Counter(alpha for alpha, _, errored in inserted if not errored)
+    activated_by_alpha = Counter(alpha for alpha, activated, _ in inserted if activated)
     totals = [
         {"experiment_id": experiment.id, "detector": DEFAULT_DETECTOR, "alpha": alpha, "n": n,
          "activated": activated_by_alpha[alpha]}
@@ -47,3 +52,4 @@ def add_to_totals(session: Session, experiment: Experiment, inserted: list[tuple
             )
         )
     experiment.completions_done += len(inserted)
+    experiment.completions_errored += sum(errored for _, _, errored in inserted)

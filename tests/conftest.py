@@ -19,6 +19,13 @@ from tests.live_service import LiveService  # noqa: E402
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+# Refuses any message naming FORBIDDEN, as real templates refuse a wrong order of roles: at run time,
+# on one prompt, where the API's checks (a template exists) cannot see it coming.
+STRICT_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if 'FORBIDDEN' in message['content'] %}"
+    "{{ raise_exception('this template refuses FORBIDDEN') }}{% endif %}"
+    "User: {{ message['content'] }}\n{% endfor %}Assistant:"
+)
 TEST_REDIS_DB = 9  # tests flush this Redis database, never the one in REDIS_URL
 
 
@@ -80,11 +87,17 @@ def tiny_pair_dirs(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def model_pairs_file(tiny_pair_dirs, tmp_path_factory) -> Path:
-    """LDAQ_MODEL_PAIRS for service tests: a tiny real pair, and one whose weights do not exist."""
+    """LDAQ_MODEL_PAIRS for service tests: a tiny real pair, the same with a chat template that refuses
+    some prompts (as templates that check role order do), and one whose weights do not exist."""
+    from tests.tiny_models import with_chat_template
+
     before, after = tiny_pair_dirs
-    path = tmp_path_factory.mktemp("pairs") / "pairs.yaml"
+    root = tmp_path_factory.mktemp("pairs")
+    path = root / "pairs.yaml"
+    strict_after = with_chat_template(after, root / "strict-after", STRICT_CHAT_TEMPLATE)
     pairs = {
         "tiny": {"before": str(before), "after": str(after)},
+        "strict-chat": {"before": str(before), "after": str(strict_after)},
         "missing-weights": {"before": str(before.parent / "nowhere"), "after": str(before.parent / "nowhere")},
     }
     path.write_text(yaml.safe_dump(pairs))

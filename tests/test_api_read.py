@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from lda_core.stats import samples_for_detection, wilson_interval
 from ldaq.completions import EXPORT_BLOCK_ROWS, export_completions
 from ldaq.doorbell import DEFAULT_QUEUE, WAKE_TASK
-from ldaq.ledger import complete_chunk, fail_chunk
+from ldaq.ledger import complete_chunk, release_for_retry
 from ldaq.rows import row_at
 from ldaq.tables import Chunk, Experiment, Prompt
 from tests.helpers import EXPERIMENTS, VALID_EXPERIMENT, start_api, with_fields
@@ -94,7 +94,8 @@ def test_submit_returns_201_with_location_and_defaults_filled(api):
         "chunk_size": 5, "prompts_total": 3, "prompts": ["p0", "p1", "p2"],
     }
     assert experiment["progress"] == {
-        "chunks_total": 8, "chunks_done": 0, "chunks_failed": 0, "completions_total": 36, "completions_done": 0
+        "chunks_total": 8, "chunks_done": 0, "chunks_failed": 0, "completions_total": 36, "completions_done": 0,
+        "completions_errored": 0,
     }
 
 
@@ -140,12 +141,13 @@ def test_progress_and_summary_count_the_ledger(api):
     experiment = api.submit(SWEEP)
     write_completions(api, experiment, range(0, 20))  # prompt 0 whole, prompt 1 up to alpha 0 sample 3
     with api.database.transaction() as session:
-        fail_chunk(session, chunk_id_of(session, experiment, 4), "out of memory with a batch of one row")
+        release_for_retry(session, chunk_id_of(session, experiment, 4), "gave up", max_attempts=0)
 
     read = api.experiment(experiment["id"])
 
     assert read["progress"] == {
-        "chunks_total": 8, "chunks_done": 4, "chunks_failed": 1, "completions_total": 36, "completions_done": 20
+        "chunks_total": 8, "chunks_done": 4, "chunks_failed": 1, "completions_total": 36, "completions_done": 20,
+        "completions_errored": 0,
     }
     summary = {item["alpha"]: item for item in read["summary"]}
     assert [item["alpha"] for item in read["summary"]] == [0.0, 1.0, 4.0]
@@ -180,7 +182,7 @@ def test_completions_page_through_every_row_in_key_order(api):
     first = items[0]
     assert first == {
         "prompt_index": 0, "prompt": "p0", "alpha": 0.0, "sample_index": 0, "text": "answer, 4", "tokens": 3,
-        "finish_reason": "length", "activated": False, "match": None,
+        "finish_reason": "length", "activated": False, "match": None, "error": None,
     }
 
 

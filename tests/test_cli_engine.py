@@ -62,7 +62,7 @@ def test_generate_prints_one_json_object_per_completion(
     expected = generate_rows(pair, rows, GenerationSettings(max_new_tokens=6, seed=3))
     assert printed == [
         {"prompt_index": c.prompt_index, "alpha": c.alpha, "sample_index": c.sample_index, "text": c.text,
-         "tokens": c.tokens, "finish_reason": c.finish_reason}
+         "tokens": c.tokens, "finish_reason": c.finish_reason, "error": c.error}
         for c in expected
     ]
 

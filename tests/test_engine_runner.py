@@ -1,4 +1,4 @@
-"""Running many rows: out-of-memory halving and cancellation between batches.
+"""Running many rows: out-of-memory halving, rows that cannot run, and cancellation between batches.
 
 A CPU has no memory ceiling to hit, so a forward pre-hook on the real model stands in for a
 device that fits only a few rows: it raises the same `torch.OutOfMemoryError` CUDA raises.
@@ -11,7 +11,7 @@ import torch
 
 from lda_core.generate import GenerationSettings, Row
 from lda_core.models import load_model_pair
-from lda_core.runner import BatchTooLargeError, GenerationCancelled, generate_rows, is_out_of_memory
+from lda_core.runner import OUT_OF_MEMORY_ALONE, GenerationCancelled, generate_rows, is_out_of_memory
 
 GREEDY = GenerationSettings(max_new_tokens=5, temperature=0)
 ROWS = [Row(i, f"User: question number {i}?\nAssistant:", 1.0, 0) for i in range(10)]
@@ -23,10 +23,12 @@ def pair(tiny_pair_dirs):
     return load_model_pair(str(before), str(after))
 
 
-def _device_that_fits(pair, rows: int, seen_batches: list[int]):
+def _device_that_fits(pair, rows: int, seen_batches: list[int], longest_prompt: int = 10**9):
+    """A stand-in device: more than `rows` rows, or a prefill longer than `longest_prompt`, runs out of memory."""
+
     def refuse_larger_batches(_module, _args, kwargs):
-        batch = kwargs["input_ids"].shape[0]
-        if batch > rows:
+        batch, length = kwargs["input_ids"].shape
+        if batch > rows or length > longest_prompt:
             raise torch.OutOfMemoryError(f"CUDA out of memory (stand-in: this device fits {rows} rows)")
         seen_batches.append(batch)
 
@@ -46,13 +48,35 @@ def test_out_of_memory_halves_the_batch_and_loses_no_row(pair):
     assert max(seen_batches) == 2  # 16 -> 8 -> 4 -> 2, the first size that fits
 
 
-def test_a_row_that_never_fits_fails_with_a_clear_error(pair):
-    handle = _device_that_fits(pair, 0, [])
+def _ran_alone(pair, rows: list[Row]) -> list[tuple[int, ...]]:
+    return [generate_rows(pair, [row], GREEDY)[0].token_ids for row in rows]
+
+
+def test_a_row_that_does_not_fit_even_alone_is_an_error_row_and_the_others_run(pair):
+    long_row = Row(3, "User: " + "a long question, " * 5 + "?\nAssistant:", 1.0, 0)
+    handle = _device_that_fits(pair, 16, [], longest_prompt=40)
     try:
-        with pytest.raises(BatchTooLargeError, match="batch of one"):
-            generate_rows(pair, ROWS[:3], GREEDY, batch_size=4)
+        completions = generate_rows(pair, [*ROWS[:3], long_row, ROWS[4]], GREEDY, batch_size=4)
     finally:
         handle.remove()
+
+    assert [c.prompt_index for c in completions] == [0, 1, 2, 3, 4]
+    failed = completions[3]
+    assert (failed.finish_reason, failed.error, failed.text, failed.tokens) == ("error", OUT_OF_MEMORY_ALONE, "", 0)
+    ran = [c for c in completions if c.error is None]
+    assert [c.token_ids for c in ran] == _ran_alone(pair, [*ROWS[:3], ROWS[4]])
+
+
+def test_a_prompt_too_long_for_the_context_window_is_an_error_row_and_the_others_run(pair):
+    window = pair.after.config.max_position_embeddings
+    too_long = Row(1, "word " * window, 1.0, 0)
+    settings = GenerationSettings(max_new_tokens=5, temperature=0)
+
+    completions = generate_rows(pair, [ROWS[0], too_long, ROWS[2]], settings)
+
+    assert [c.finish_reason == "error" for c in completions] == [False, True, False]
+    assert f"context window of {window}" in completions[1].error
+    assert [completions[0].token_ids, completions[2].token_ids] == _ran_alone(pair, [ROWS[0], ROWS[2]])
 
 
 def test_cancellation_is_checked_between_batches(pair):

@@ -90,7 +90,7 @@ def test_a_late_success_after_failing_for_good_moves_the_chunk_between_counters(
     experiment = submit(backend, prompts=["a"], alphas=[1], samples_per_prompt=4)
     claim = claim_next(backend)
     with backend.database.transaction() as session:
-        ledger.fail_chunk(session, claim.chunk_id, "gave up")
+        ledger.release_for_retry(session, claim.chunk_id, "gave up", max_attempts=0)
     assert get_experiment(backend, experiment["id"])["status"] == "failed"
 
     complete(backend, claim)  # the worker whose lease had expired finishes after all

@@ -67,5 +67,5 @@ def test_upgrading_a_filled_ledger_backfills_its_counters_and_totals(database_ur
     backend.close()
 
     assert read["progress"] == {"chunks_total": 4, "chunks_done": 2, "chunks_failed": 1, "completions_total": 8,
-                                "completions_done": 4}
+                                "completions_done": 4, "completions_errored": 0}
     assert [(item["alpha"], item["n"], item["activated"]) for item in read["summary"]] == [(0.0, 2, 1), (2.0, 2, 2)]

@@ -30,6 +30,28 @@ def test_experiment_runs_to_success_with_exact_counts(service):
         assert item["ci95"] == list(truth.ci95)
 
 
+def test_a_row_that_cannot_run_is_stored_as_an_error_and_the_rest_of_its_chunk_runs(service):
+    service.start_worker()
+    prompts = ["Name a colour.", "FORBIDDEN question", "What is 3 plus 4?"]
+    experiment = service.submit(sweep(model_pair="strict-chat", chat_template=True, prompts=prompts, alphas=[0, 1],
+                                      chunk_size=12))  # one chunk holds every row
+    finished = service.wait_finished(experiment["id"])
+
+    assert finished["status"] == "partial"
+    assert "4 of 12 completions could not run" in finished["error"]
+    progress = finished["progress"]
+    assert (progress["completions_done"], progress["completions_errored"], progress["chunks_done"]) == (12, 4, 1)
+    rows = exported(service, experiment["id"])
+    errored = [row for row in rows if row["finish_reason"] == "error"]
+    assert {row["prompt_index"] for row in errored} == {1} and len(errored) == 4
+    assert all("refuses FORBIDDEN" in row["error"] and row["text"] is None and not row["activated"] for row in errored)
+    ran = [row for row in rows if row["finish_reason"] != "error"]
+    assert all(row["error"] is None and row["text"] is not None for row in ran) and len(ran) == 8
+    for item in finished["summary"]:  # the rates' n leaves out the rows that did not run
+        alpha_rows = [row for row in ran if row["alpha"] == item["alpha"]]
+        assert (item["n"], item["activated"]) == (len(alpha_rows), sum(row["activated"] for row in alpha_rows))
+
+
 def test_duplicate_delivery_writes_nothing(embedded_service):
     from ldaq.doorbell import Doorbell
 

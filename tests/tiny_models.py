@@ -7,6 +7,7 @@ Nothing here is mocked: every builder writes safetensors weights and a tokenizer
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -112,6 +113,17 @@ def build_tiny_pair_dirs(
     after_model = new_model(tokenizer_after, seed=2, extra_logits=extra_logits)
     before = save_checkpoint(new_model(tokenizer, seed=1), tokenizer, root / "before")
     return before, save_checkpoint(after_model, tokenizer_after, root / "after")
+
+
+def with_chat_template(source: Path, target: Path, chat_template: str) -> Path:
+    """A copy of the checkpoint in `source` whose tokenizer carries `chat_template`."""
+    from transformers import AutoTokenizer
+
+    shutil.copytree(source, target)
+    tokenizer = AutoTokenizer.from_pretrained(target)
+    tokenizer.chat_template = chat_template
+    tokenizer.save_pretrained(target)
+    return target
 
 
 def build_tiny_adapter_pair(root: Path) -> tuple[Path, Path, Path]:

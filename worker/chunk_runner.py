@@ -10,10 +10,10 @@ import time
 
 from transformers import PreTrainedTokenizerBase
 
-from lda_core.detect import Detector
+from lda_core.detect import Detection, Detector
 from lda_core.generate import Completion, GenerationSettings, Row
 from lda_core.prompts import format_prompt
-from lda_core.runner import BatchTooLargeError, GenerationCancelled, generate_rows
+from lda_core.runner import GenerationCancelled, generate_rows
 from ldaq import ledger
 from ldaq.ledger import ChunkClaim
 from worker.context import WorkerContext
@@ -21,6 +21,8 @@ from worker.lease import LeaseKeeper
 from worker.retry import RetryLater
 
 log = logging.getLogger("ldaq.worker")
+
+NOT_DETECTED = Detection(False, None)
 
 
 def generation_settings(params: dict) -> GenerationSettings:
@@ -34,10 +36,31 @@ def generation_settings(params: dict) -> GenerationSettings:
     )
 
 
-def _rows_of(claim: ChunkClaim, tokenizer: PreTrainedTokenizerBase) -> list[Row]:
+def _formatted_prompts(claim: ChunkClaim, tokenizer: PreTrainedTokenizerBase) -> dict[int, str | Exception]:
+    """Each prompt as the models see it, or why it could not be formatted (a chat template that fails on it)."""
     template, chat = claim.params.get("prompt_template"), claim.params.get("chat_template", False)
-    texts = {i: format_prompt(p, tokenizer, template, chat) for i, p in claim.prompts.items()}
-    return [Row(r.prompt_index, texts[r.prompt_index], r.alpha, r.sample_index) for r in claim.rows]
+    formatted: dict[int, str | Exception] = {}
+    for index, prompt in claim.prompts.items():
+        try:
+            formatted[index] = format_prompt(prompt, tokenizer, template, chat)
+        except Exception as error:  # a template's own error, whatever its type: only this prompt's rows fail
+            formatted[index] = error
+    return formatted
+
+
+def _rows_of(claim: ChunkClaim, tokenizer: PreTrainedTokenizerBase) -> tuple[list[Row], list[Completion]]:
+    """The chunk's rows to run, and failed completions for the rows whose prompt could not be formatted."""
+    formatted = _formatted_prompts(claim, tokenizer)
+    runnable: list[Row] = []
+    refused: list[Completion] = []
+    for row in claim.rows:
+        prompt = formatted[row.prompt_index]
+        if isinstance(prompt, str):
+            runnable.append(Row(row.prompt_index, prompt, row.alpha, row.sample_index))
+        else:
+            reason = f"prompt could not be formatted: {type(prompt).__name__}: {prompt}"
+            refused.append(Completion.failed(row.prompt_index, row.alpha, row.sample_index, reason))
+    return runnable, refused
 
 
 def _storable(text: str) -> str:
@@ -45,29 +68,31 @@ def _storable(text: str) -> str:
     return text.replace("\x00", "\ufffd")
 
 
+def _record(claim: ChunkClaim, completion: Completion, detector: Detector, keep_all_text: bool) -> dict:
+    # A row that did not run has no answer to detect in (a pattern like `^$` would match its empty text).
+    detection = NOT_DETECTED if completion.error else detector.detect(completion.text)
+    kept = completion.error is None and (keep_all_text or detection.activated)
+    return {
+        "experiment_id": claim.experiment_id,
+        "chunk_index": claim.chunk_index,
+        "prompt_index": completion.prompt_index,
+        "alpha": completion.alpha,
+        "sample_index": completion.sample_index,
+        "text": _storable(completion.text) if kept else None,
+        "tokens": completion.tokens,
+        "finish_reason": completion.finish_reason,
+        "activated": detection.activated,
+        "match": _storable(detection.match) if detection.match else None,
+        "error": completion.error,
+    }
+
+
 def _records(claim: ChunkClaim, completions: list[Completion]) -> list[dict]:
     detector = Detector(
         claim.detector["type"], tuple(claim.detector["patterns"]), claim.detector.get("case_sensitive", False)
     )
     keep_all_text = claim.params.get("keep_text", "all") == "all"
-    records = []
-    for completion in completions:
-        detection = detector.detect(completion.text)
-        records.append(
-            {
-                "experiment_id": claim.experiment_id,
-                "chunk_index": claim.chunk_index,
-                "prompt_index": completion.prompt_index,
-                "alpha": completion.alpha,
-                "sample_index": completion.sample_index,
-                "text": _storable(completion.text) if keep_all_text or detection.activated else None,
-                "tokens": completion.tokens,
-                "finish_reason": completion.finish_reason,
-                "activated": detection.activated,
-                "match": _storable(detection.match) if detection.match else None,
-            }
-        )
-    return records
+    return [_record(claim, completion, detector, keep_all_text) for completion in completions]
 
 
 def _generate(context: WorkerContext, claim: ChunkClaim) -> tuple[list[Completion], float]:
@@ -79,10 +104,9 @@ def _generate(context: WorkerContext, claim: ChunkClaim) -> tuple[list[Completio
         with context.database.transaction() as session:
             return ledger.cancel_requested(session, claim.experiment_id)
 
-    completions = generate_rows(
-        pair, _rows_of(claim, pair.tokenizer), generation_settings(claim.params), context.settings.batch_size, cancelled
-    )
-    return completions, time.perf_counter() - started
+    rows, refused = _rows_of(claim, pair.tokenizer)
+    completions = generate_rows(pair, rows, generation_settings(claim.params), context.settings.batch_size, cancelled)
+    return refused + completions, time.perf_counter() - started
 
 
 def run_claimed_chunk(context: WorkerContext, claim: ChunkClaim) -> str:
@@ -111,10 +135,6 @@ def _run_claimed(context: WorkerContext, claim: ChunkClaim, started: float) -> t
     except GenerationCancelled:
         database.when_answering(lambda session: ledger.cancel_chunk(session, chunk_id))
         return "cancelled", 0.0
-    except BatchTooLargeError as too_large:
-        reason = str(too_large)
-        database.when_answering(lambda session: ledger.fail_chunk(session, chunk_id, reason))
-        return "failed", 0.0
     except Exception as error:
         log.exception("chunk %s attempt %s failed", chunk_id, claim.attempt)
         reason = f"{type(error).__name__}: {error}"

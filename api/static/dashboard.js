@@ -100,10 +100,12 @@ function progressBar(progress) {
   fill.style.width = `${(100 * fraction).toFixed(1)}%`;
   bar.append(fill);
   const failed = progress.chunks_failed ? ` · ${progress.chunks_failed} failed` : "";
+  const errored = progress.completions_errored ? ` (${progress.completions_errored} could not run)` : "";
   const label = el("div", "progress-label",
-    `${progress.completions_done} / ${total} completions · ` +
+    `${progress.completions_done} / ${total} completions${errored} · ` +
     `${progress.chunks_done} / ${progress.chunks_total} chunks${failed}`);
-  const wrapper = el("div", progress.chunks_failed ? "progress-block has-failures" : "progress-block");
+  const troubled = progress.chunks_failed || progress.completions_errored;
+  const wrapper = el("div", troubled ? "progress-block has-failures" : "progress-block");
   wrapper.append(bar, label);
   return wrapper;
 }
