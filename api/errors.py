@@ -25,6 +25,7 @@ from ldaq.errors import (
     ServiceUnavailable,
     WorkerTimeout,
 )
+from ldaq.request_models import PATTERN_RULES
 
 logger = logging.getLogger(__name__)
 
@@ -64,18 +65,27 @@ def status_of(error: LdaqError) -> int:
     return _nearest(HTTP_STATUS, error, 500)
 
 
+def _in_words(problem: dict) -> dict:
+    """A pattern refusal says the rule the pattern enforces, not the regex."""
+    pattern = problem.get("ctx", {}).get("pattern")
+    return {**problem, "msg": PATTERN_RULES.get(pattern, problem["msg"])}
+
+
 def invalid_request_from(error: ValidationError) -> InvalidRequest:
     """A pydantic failure as a 400; unparseable JSON gets its own code so clients can tell."""
-    problems = error.errors(include_url=False, include_input=False, include_context=False)
+    problems = [_in_words(problem) for problem in error.errors(include_url=False, include_input=False)]
     if any(problem["type"] == "json_invalid" for problem in problems):
         return InvalidRequest(f"request body is not valid JSON: {problems[0]['msg']}", code="malformed_json")
     first = problems[0]
+    # A cursor the schema refuses (empty, not base64) is a bad cursor to clients, as a forged one is.
+    code = "invalid_cursor" if all(tuple(p["loc"]) == ("cursor",) for p in problems) else "invalid_request"
     where = ".".join(str(part) for part in first["loc"]) or "body"
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     # Inputs are left out on purpose: echoing a 100000-prompt list back helps nobody.
     reported = [{"loc": list(p["loc"]), "msg": p["msg"], "type": p["type"]} for p in problems]
     return InvalidRequest(
         f"{where}: {first['msg']}{more}",
+        code=code,
         details={"errors": reported[:MAX_REPORTED_VALIDATION_ERRORS], "errors_total": len(problems)},
     )
 

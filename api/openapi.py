@@ -15,6 +15,7 @@ from werkzeug.routing import Rule
 
 from api.contract import JSON, EndpointDoc, current_backend, endpoint
 from api.schemas import ErrorResponse
+from ldaq.backend import Backend
 
 COMPONENT_REF = "#/components/schemas/{model}"
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
@@ -31,14 +32,28 @@ def _documented_routes(app: Flask) -> list[tuple[Rule, EndpointDoc]]:
     return sorted(routes, key=lambda route: route[0].rule)
 
 
-def _schemas(docs: list[EndpointDoc]) -> dict[str, dict]:
+def _schemas(docs: list[EndpointDoc], backend: Backend) -> dict[str, dict]:
     """Every body and response model, plus the error shape, as components/schemas (queries are inlined)."""
     models: list[type[BaseModel]] = [ErrorResponse]
     for doc in docs:
         models += [model for model in (doc.body, doc.response) if model is not None]
     unique = list(dict.fromkeys(models))
     _, top = models_json_schema([(model, "validation") for model in unique], ref_template=COMPONENT_REF)
-    return top["$defs"]
+    schemas = top["$defs"]
+    for body in {doc.body for doc in docs if doc.body is not None}:
+        _add_server_limits(schemas[body.__name__]["properties"], backend)
+    return schemas
+
+
+def _add_server_limits(properties: dict, backend: Backend) -> None:
+    """What this server accepts beyond the static models: its model pairs and its LDAQ_MAX_NEW_TOKENS.
+
+    Request bodies only: a response may name a pair this server no longer offers.
+    """
+    if "model_pair" in properties and backend.model_pairs:
+        properties["model_pair"]["enum"] = sorted(backend.model_pairs)
+    if "max_new_tokens" in properties:
+        properties["max_new_tokens"]["maximum"] = backend.settings.max_new_tokens
 
 
 def _ref(model: type[BaseModel]) -> dict:
@@ -77,14 +92,14 @@ def _operation(rule: Rule, doc: EndpointDoc) -> dict:
     return operation
 
 
-def openapi_document(app: Flask, api_token_required: bool) -> dict:
-    """The whole document for `app` as it is routed now."""
+def openapi_document(app: Flask, backend: Backend) -> dict:
+    """The whole document for `app` as it is routed now, with this server's pairs and limits."""
     routes = _documented_routes(app)
     paths: dict[str, dict] = {}
     for rule, doc in routes:
         path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
         operation = _operation(rule, doc)
-        if api_token_required and rule.rule.startswith("/api/v1"):
+        if backend.settings.api_token and rule.rule.startswith("/api/v1"):
             operation["security"] = [{"bearerToken": []}]
         for method in sorted(rule.methods - IGNORED_METHODS):
             paths.setdefault(path, {})[method.lower()] = operation
@@ -93,7 +108,7 @@ def openapi_document(app: Flask, api_token_required: bool) -> dict:
         "info": {"title": "ldaq", "version": "1", "description": "A job queue for logit diff amplification experiments"},
         "paths": paths,
         "components": {
-            "schemas": _schemas([doc for _, doc in routes]),
+            "schemas": _schemas([doc for _, doc in routes], backend),
             "securitySchemes": {"bearerToken": {"type": "http", "scheme": "bearer"}},
         },
     }
@@ -102,4 +117,4 @@ def openapi_document(app: Flask, api_token_required: bool) -> dict:
 @openapi_blueprint.get("/openapi.json")
 @endpoint("This document")
 def openapi_json() -> Response:
-    return jsonify(openapi_document(current_app, bool(current_backend().settings.api_token)))
+    return jsonify(openapi_document(current_app, current_backend()))

@@ -17,6 +17,8 @@ from ldaq.statuses import ExperimentStatus
 
 MAX_PAGE_SIZE = 500
 PageSize = Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)]
+# What an encoded cursor looks like (urlsafe base64); whether it decodes to a key is the server's check.
+Cursor = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+={0,2}$", description="a next_cursor as handed out")]
 
 
 class QueryModel(BaseModel):
@@ -80,7 +82,7 @@ class ExperimentPage(BaseModel):
 class ExperimentListQuery(QueryModel):
     status: ExperimentStatus | None = None
     limit: PageSize = 50
-    cursor: str | None = None
+    cursor: Cursor | None = None
 
 
 class CompletionOut(BaseModel):
@@ -110,7 +112,7 @@ class CompletionQuery(QueryModel):
     alpha: float | None = None
     activated: bool | None = None
     limit: PageSize = 100
-    cursor: str | None = None
+    cursor: Cursor | None = None
 
 
 class ExportQuery(QueryModel):

