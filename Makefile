@@ -25,7 +25,6 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/hadolint --failure-threshold warning Dockerfile
-	$(BIN)/docker-compose --file docker-compose.yml config --quiet
 	$(BIN)/python -m pytest -ra
 
 bench: setup

