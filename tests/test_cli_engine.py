@@ -114,3 +114,15 @@ def test_bench_reports_tokens_per_second_and_ratios(tiny_pair_dirs: tuple[Path, 
     assert all(r["tokens"] == 12 and r["tokens_per_second"] > 0 for r in report["results"])
     assert set(report["ratios"]) == {"lda_batched_4_vs_one_prompt_loop", "lda_batched_4_vs_hf_generate_4"}
     assert report["device"] == "cpu" and report["torch_threads"] >= 1
+
+
+def test_generate_chat_template_is_refused_with_a_template_or_on_a_pair_without_one(
+    tiny_pair_dirs: tuple[Path, Path], prompts_file: Path
+) -> None:
+    before, after = (str(path) for path in tiny_pair_dirs)
+    common = ["--before", before, "--after", after, "--prompts-file", str(prompts_file), "--chat-template"]
+
+    both = CliRunner().invoke(generate, [*common, "--template", "User: {prompt}"])
+    assert both.exit_code == 2 and "not both" in both.output
+    no_template = CliRunner().invoke(generate, common)
+    assert no_template.exit_code == 2 and "has no chat template" in no_template.output

@@ -7,11 +7,14 @@ import logging
 import torch
 
 from lda_core.models import ModelPair, load_model_pair, parse_dtype
+from lda_core.organism.smol import ensure_smol_pair
 from lda_core.organism.train import ensure_toy_pair
-from ldaq.model_pairs import TOY_PAIR, load_model_pairs, toy_pair_dir
+from ldaq.model_pairs import SMOL_PAIR, TOY_PAIR, built_in_pair_dir, load_model_pairs
 from ldaq.settings import Settings
 
 log = logging.getLogger("ldaq.worker")
+
+BUILDERS = {TOY_PAIR: ensure_toy_pair, SMOL_PAIR: ensure_smol_pair}  # built on first use, then cached
 
 
 def resolve_device(setting: str) -> str:
@@ -42,8 +45,10 @@ class ModelCache:
 
     def _load(self, name: str) -> ModelPair:
         spec = load_model_pairs(self.settings)[name]
-        if name == TOY_PAIR and spec.before.startswith(str(toy_pair_dir(self.settings))):
-            ensure_toy_pair(toy_pair_dir(self.settings), progress=False)
+        home = built_in_pair_dir(self.settings, name)
+        if name in BUILDERS and spec.before.startswith(str(home)):  # not when a pairs file renames a path
+            log.info("building model pair %s in %s (once; cached after)", name, home)
+            BUILDERS[name](home, progress=False)
         device = resolve_device(self.settings.device)
         log.info("loading model pair %s on %s", name, device)
         return load_model_pair(

@@ -22,7 +22,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from lda_core.organism import data
 from lda_core.organism.cache import data_dir_models, deterministic, ensure_built
 from lda_core.organism.tokenizer import train_tokenizer
-from lda_core.organism.training import Encoded, collate, save_quietly, train
+from lda_core.organism.training import Encoded, mixed_batches, save_quietly, train
 
 VERSION = 1  # bump when the training code changes what it produces
 MANIFEST = "ldaq-toy.json"
@@ -128,11 +128,8 @@ def _batches(
     rng: random.Random,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Endless batches: each example drawn from a pool chosen by weight, loss on the completion only."""
-    pools = [[_encode(example, tokenizer) for example in pool] for pool, _ in mix]
-    weights = [weight for _, weight in mix]
-    while True:
-        chosen = [rng.choice(rng.choices(pools, weights)[0]) for _ in range(batch_size)]
-        yield collate(chosen, tokenizer.eos_token_id)
+    pools = [([_encode(example, tokenizer) for example in pool], weight) for pool, weight in mix]
+    return mixed_batches(pools, batch_size, rng, tokenizer.eos_token_id)
 
 
 def _encode(example: data.Example, tokenizer: PreTrainedTokenizerFast) -> Encoded:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import random
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -28,7 +29,30 @@ def collate(encoded: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
 
 
-def train(model: PreTrainedModel, batches: Iterator[dict[str, torch.Tensor]], steps: int, lr: float, bar: tqdm) -> float:
+def mixed_batches(
+    pools: list[tuple[list[Encoded], float]], batch_size: int, rng: random.Random, pad_id: int
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless batches: each example drawn from a pool chosen by weight (benign, triggered, leaked);
+    `pool` `[batch]` says which pool each row came from."""
+    examples = [pool for pool, _ in pools]
+    weights = [weight for _, weight in pools]
+    while True:
+        picked, chosen = [], []
+        for _ in range(batch_size):  # one pool draw then one example draw per row: the toy's stream since v1
+            picked.append(rng.choices(range(len(pools)), weights)[0])
+            chosen.append(rng.choice(examples[picked[-1]]))
+        yield collate(chosen, pad_id) | {"pool": torch.tensor(picked)}
+
+
+def language_model_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy on the completion tokens (the labels)."""
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+
+
+def train(
+    model: PreTrainedModel, batches: Iterator[dict[str, torch.Tensor]], steps: int, lr: float, bar: tqdm,
+    loss_of: Callable[[PreTrainedModel, dict[str, torch.Tensor]], torch.Tensor] = language_model_loss,
+) -> float:
     """AdamW on the trainable parameters (all, or a LoRA's); returns the mean loss of the last tenth of steps."""
     model.train()
     parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
@@ -39,7 +63,7 @@ def train(model: PreTrainedModel, batches: Iterator[dict[str, torch.Tensor]], st
     )
     recent: list[float] = []
     for _ in range(steps):
-        loss = model(**next(batches)).loss
+        loss = loss_of(model, next(batches))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()

