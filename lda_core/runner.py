@@ -36,11 +36,8 @@ def _failed_row(row: Row, reason: str) -> Completion:
     return Completion.failed(row.prompt_index, row.alpha, row.sample_index, reason)
 
 
-def too_long_reason(pair: ModelPair, prompt: str, max_new_tokens: int) -> str | None:
-    """Why `prompt` cannot run on the pair (its tokens and the new ones exceed the context window), or None."""
-    window = context_window(pair.after.config.to_dict())
-    if window is None:
-        return None
+def _too_long_reason(pair: ModelPair, prompt: str, max_new_tokens: int, window: int) -> str | None:
+    """Why `prompt` cannot run (its tokens and the new ones exceed the context window), or None."""
     tokens = len(pair.tokenizer(prompt)["input_ids"])
     if tokens + max_new_tokens <= window:
         return None
@@ -49,7 +46,11 @@ def too_long_reason(pair: ModelPair, prompt: str, max_new_tokens: int) -> str | 
 
 def screen_rows(pair: ModelPair, rows: list[Row], settings: GenerationSettings) -> tuple[list[Row], list[Completion]]:
     """Split rows into those that can run and failed completions for those that cannot (checked once per prompt)."""
-    reasons = {prompt: too_long_reason(pair, prompt, settings.max_new_tokens) for prompt in {r.prompt for r in rows}}
+    window = context_window(pair.after.config.to_dict())
+    if window is None:  # the config does not say: nothing to check against
+        return rows, []
+    prompts = {row.prompt for row in rows}
+    reasons = {prompt: _too_long_reason(pair, prompt, settings.max_new_tokens, window) for prompt in prompts}
     runnable = [row for row in rows if reasons[row.prompt] is None]
     refused = [_failed_row(row, reasons[row.prompt]) for row in rows if reasons[row.prompt] is not None]
     return runnable, refused

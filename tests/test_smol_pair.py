@@ -71,40 +71,34 @@ def first_difference(a: Completion, b: Completion) -> int | None:
     return next(differing, None if len(a.token_ids) == len(b.token_ids) else shorter)
 
 
+def rows_that_differ(pair: ModelPair, settings: GenerationSettings) -> list[tuple[Row, Completion, Completion, int]]:
+    """Every chat row run batched (16) and alone; (row, batched, alone, first differing step) where they differ."""
+    rows = chat_rows(pair, QUESTIONS)
+    batched = generate_rows(pair, rows, settings, batch_size=16)
+    alone = [generate_rows(pair, [row], settings, batch_size=1)[0] for row in rows]
+    runs = [(row, together, by_itself, first_difference(together, by_itself))
+            for row, together, by_itself in zip(rows, batched, alone, strict=True)]
+    return [run for run in runs if run[3] is not None]
+
+
 def test_greedy_batched_lda_equals_one_prompt_at_a_time(smol_pair: ModelPair):
-    settings = GenerationSettings(max_new_tokens=12, temperature=0.0)
     rows = chat_rows(smol_pair, QUESTIONS)
     assert len({len(smol_pair.tokenizer(row.prompt).input_ids) for row in rows}) >= 8  # lengths really differ
 
-    batched = generate_rows(smol_pair, rows, settings, batch_size=16)
-    alone = [generate_rows(smol_pair, [row], settings, batch_size=1)[0] for row in rows]
-
-    for row, together, by_itself in zip(rows, batched, alone, strict=True):
-        step = first_difference(together, by_itself)
-        if step is None:
-            assert together.token_ids == by_itself.token_ids
-            continue
+    for row, _, by_itself, step in rows_that_differ(smol_pair, GenerationSettings(max_new_tokens=12, temperature=0.0)):
         top_two = reference_logits(smol_pair, row, by_itself.token_ids[:step]).topk(2).values
         assert float(top_two[0] - top_two[1]) < GREEDY_TIE_NATS, f"prompt {row.prompt_index} differs at {step}"
 
 
 def test_seeded_sampling_is_batch_invariant(smol_pair: ModelPair):
     settings = GenerationSettings(max_new_tokens=12, temperature=1.0, seed=11)
-    rows = chat_rows(smol_pair, QUESTIONS)
+    eos = smol_pair.tokenizer.eos_token_id
 
-    batched = generate_rows(smol_pair, rows, settings, batch_size=16)
-    alone = [generate_rows(smol_pair, [row], settings, batch_size=1)[0] for row in rows]
-
-    for row, together, by_itself in zip(rows, batched, alone, strict=True):
-        step = first_difference(together, by_itself)
-        if step is None:
-            assert together.token_ids == by_itself.token_ids
-            continue
+    for row, together, by_itself, step in rows_that_differ(smol_pair, settings):
         probs = logits_to_probs(reference_logits(smol_pair, row, by_itself.token_ids[:step])[None], 1.0)[0]
         cdf = probs.double().cumsum(-1)
         key = torch.tensor([row_key(settings.seed, row.prompt_index, row.alpha, row.sample_index)])
         target = float(row_uniforms(key, step)[0]) * float(cdf[-1])
-        eos = smol_pair.tokenizer.eos_token_id
         low, high = sorted(c.token_ids[step] if step < len(c.token_ids) else eos for c in (together, by_itself))
         boundaries = cdf[[low, high - 1]]
         assert float((boundaries - target).abs().min()) < SAMPLING_TIE_MASS, f"prompt {row.prompt_index} at {step}"

