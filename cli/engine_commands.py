@@ -1,4 +1,4 @@
-"""Engine commands: generate with a model pair in this process, train the toy pair, benchmark the engine.
+"""Engine commands: generate with a model pair in this process.
 
 No API, queue or database here: these call lda_core directly. torch and transformers are imported
 inside each command, so `ldaq --help` and the service commands start fast.
@@ -122,56 +122,7 @@ def generate(
                 _print_completion(completion, as_json)
             bar.update(len(completions))
 
-        generate_rows(pair, rows, settings, batch_size, on_batch_done=show)
+        generate_rows(pair, rows, settings, batch_size, on_completions=show)
 
 
-def format_benchmark(report: dict) -> str:
-    """The benchmark report as an aligned table, ratios below it."""
-    lines = [f"{'mode':<24} {'batch':>5} {'tokens/s':>9} {'seconds':>8} {'peak MB':>8}"]
-    for result in report["results"]:
-        lines.append(
-            f"{result['mode']:<24} {result['batch_size']:>5} {result['tokens_per_second']:>9.1f} "
-            f"{result['seconds']:>8.2f} {result['peak_memory_mb']:>8.0f}"
-        )
-    lines += [f"{name}: {ratio:.2f}x" for name, ratio in report["ratios"].items()]
-    lines.append(
-        f"{report['prompts']} prompts x {report['max_new_tokens']} new tokens on {report['device']} "
-        f"({report['dtype']}, {report['torch_threads']} torch threads); peak memory: {report['peak_memory']}"
-    )
-    return "\n".join(lines)
-
-
-@click.command()
-@click.option("--pair-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="A pair to measure (before/ and after/, or base/ and adapter/ inside); default: the toy pair, "
-              "trained if needed. A tokenizer with a chat template gets the questions as chat turns.")
-@click.option("--batch-size", "batch_sizes", multiple=True, type=int, default=(1, 4, 16), show_default=True,
-              help="Batched LDA at these sizes; the largest is also compared with `generate`.")
-@click.option("--prompts", "prompt_count", default=64, show_default=True, help="Toy evaluation prompts to decode (4 batches of 16 at the largest size).")
-@click.option("--max-new-tokens", default=32, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--dtype", default="float32", show_default=True, type=click.Choice(DTYPES))
-@click.option("--threads", type=int, help="torch CPU threads (default: torch's own choice).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def bench(
-    pair_dir: Path | None, batch_sizes: tuple[int, ...], prompt_count: int, max_new_tokens: int, device: str,
-    dtype: str, threads: int | None, as_json: bool,
-) -> None:
-    """Tokens/s of batched LDA against the one-prompt loop and against `transformers` `generate`."""
-    import torch
-
-    from lda_core.bench import default_questions, run_benchmark
-    from lda_core.models import parse_dtype
-    from lda_core.organism.train import ensure_toy_pair
-
-    quiet_transformers()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    report = run_benchmark(
-        pair_dir or ensure_toy_pair(), batch_sizes, default_questions(prompt_count), max_new_tokens, device=device,
-        dtype=parse_dtype(dtype),
-    )
-    click.echo(json.dumps(report, indent=2) if as_json else format_benchmark(report))
-
-
-COMMANDS = [generate, bench]
+COMMANDS = [generate]

@@ -5,7 +5,7 @@ Each group of subcommands lives in its own module; heavy imports (torch) happen 
 
 import click
 
-from cli import client_commands, engine_commands, ledger_bench, organism_commands, service_commands
+from cli import bench_commands, client_commands, engine_commands, ledger_bench, organism_commands, service_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -13,6 +13,6 @@ def cli() -> None:
     """ldaq: logit diff amplification experiments, from one laptop to a GPU cluster."""
 
 
-for module in (engine_commands, organism_commands, service_commands, client_commands, ledger_bench):
+for module in (engine_commands, bench_commands, organism_commands, service_commands, client_commands, ledger_bench):
     for command in module.COMMANDS:
         cli.add_command(command)

@@ -114,7 +114,7 @@ def science(pair_name: str, alphas: tuple[float, ...], samples: int, max_new_tok
     rows = len(subject.untriggered) * samples * (len(alphas) + 1) + len(subject.triggered) * samples
     settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=1.0, seed=seed)
     with tqdm(total=rows, unit="completion", file=sys.stderr, disable=None) as bar:
-        run = ScienceRun(subject.pair, settings, samples, batch_size, on_batch_done=lambda done: bar.update(len(done)))
+        run = ScienceRun(subject.pair, settings, samples, batch_size, on_completions=lambda done: bar.update(len(done)))
         result = run_science(run, subject.untriggered, subject.triggered, list(alphas), subject.detector)
     result["pair"] = pair_name
     click.echo(json.dumps(result, indent=2) if as_json else markdown_table(result))

@@ -1,27 +1,46 @@
-"""How fast is batched LDA? Tokens/s against the one-prompt loop and against `transformers` `generate`.
+"""How fast is LDA, and how far from this machine's limits? Tokens/s and model FLOP/s and bytes/s (as
+shares of a matmul's and a copy's peak measured in the same run) for:
 
-All three runs decode the same prompts for the same number of new tokens, so tokens/s compare
-like with like: LDA runs two models per token, `generate` runs one.
+- `lda`: today's engine (continuous batching, one pass for adapter pairs) at each batch size, and
+  `lda_auto` at the size the worker would choose (LDAQ_BATCH_SIZE=auto, capped by the rows here);
+- `lda_previous`: the engine as it was (fixed batches, no refill, two passes) at the largest size;
+- `one_prompt_loop`: one row at a time, the seed's starting point;
+- `hf_generate_after_model`: `transformers` `generate` of the after-model alone, one model per token.
+
+All runs decode the same rows for the same settings, so every gain is a ratio measured in one run.
 """
 
 from __future__ import annotations
 
 import resource
 import sys
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from lda_core.generate import GenerationSettings, Row, generate_batch
+from lda_core.batch_sizing import BatchSizer
+from lda_core.batcher import CONTINUOUS, PREVIOUS, Strategy
+from lda_core.generate import Completion, GenerationSettings, Row
 from lda_core.models import ModelPair, load_pair_dir
+from lda_core.pair_forward import runs_in_one_pass
 from lda_core.prompts import DEFAULT_TEMPLATE, format_prompt
-from lda_core.runner import generate_rows
+from lda_core.roofline import (
+    MachinePeak,
+    ModelCost,
+    RunStats,
+    best_seconds,
+    measure_peak,
+    model_cost,
+    pair_costs,
+    utilisation,
+)
+from lda_core.runner import generate_rows, prompt_tokens
 
-BENCH_ALPHA = 1.0
 BENCH_SEED = 0
+LOOP_ROWS = 8  # the one-prompt loop is slow: its tokens/s from the first rows is enough
 
 
 def default_questions(count: int = 64) -> list[str]:
@@ -45,106 +64,171 @@ def peak_memory_mb(device: torch.device) -> float:
     return peak / (2**20 if sys.platform == "darwin" else 2**10)
 
 
-def _synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work, so a timer measures it rather than how fast it was queued."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+@dataclass(frozen=True)
+class Workload:
+    """The rows every mode decodes, and what a row costs the models."""
+
+    pair: ModelPair
+    rows: list[Row]
+    settings: GenerationSettings
+    prompt_tokens: dict[str, int]
+
+    def stats(self, rows: list[Row], generated: list[int], decode_steps: int) -> RunStats:
+        return RunStats.of_rows([self.prompt_tokens[row.prompt] for row in rows], generated, decode_steps)
+
+    def generated(self, completion: Completion) -> int:
+        """Tokens a row generated: all of them, unless rows stop at EOS (which then counts too)."""
+        if not self.settings.stop_at_eos:
+            return self.settings.max_new_tokens
+        return completion.tokens + (completion.finish_reason == "eos")
 
 
-def _best_time(device: torch.device, work: Callable[[], object], repeats: int, bar: tqdm) -> tuple[float, float]:
-    """The fastest of `repeats` runs of `work` (finished on the device), and the peak memory meanwhile.
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    batch_size: int
+    costs: list[ModelCost]
+    run: Callable[[], tuple[list[Row], list[int]]]  # the rows it decoded and the tokens each generated
 
-    The best run, not the mean: the first run pays one-off costs (kernel selection, allocator
-    warm-up) and other processes only ever add time.
-    """
+
+class DecodeStepCounter:
+    """Counts forwards of the after-model that feed one token per row: each reads the weights once."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.steps = 0
+        self._hook = model.register_forward_pre_hook(self._count, with_kwargs=True)
+
+    def _count(self, _module, _args, kwargs) -> None:
+        self.steps += kwargs["input_ids"].shape[1] == 1
+
+    def remove(self) -> None:
+        self._hook.remove()
+
+
+def _lda(work: Workload, rows: list[Row], batch_size: int, strategy: Strategy) -> Callable:
+    def run() -> tuple[list[Row], list[int]]:
+        completions = generate_rows(work.pair, rows, work.settings, batch_size, strategy=strategy)
+        return rows, [work.generated(completion) for completion in completions]
+
+    return run
+
+
+def _hf_generate(work: Workload, batch_size: int) -> Callable:
+    """Sampling from the after-model alone with `generate`, forced to the same number of new tokens."""
+    tokenizer, new_tokens = work.pair.tokenizer, work.settings.max_new_tokens
+
+    def run() -> tuple[list[Row], list[int]]:
+        torch.manual_seed(BENCH_SEED)
+        for start in range(0, len(work.rows), batch_size):
+            prompts = [row.prompt for row in work.rows[start : start + batch_size]]
+            encoded = tokenizer(prompts, return_tensors="pt", padding=True).to(work.pair.device)
+            work.pair.after.generate(
+                **encoded, do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens, pad_token_id=tokenizer.pad_token_id,
+            )
+        return work.rows, [new_tokens] * len(work.rows)
+
+    return run
+
+
+def auto_batch_size(work: Workload) -> int:
+    """The batch the worker would choose for these rows with LDAQ_BATCH_SIZE=auto (at most every row)."""
+    size = BatchSizer(work.pair).size_for(max(work.prompt_tokens.values()), work.settings.max_new_tokens)
+    return min(size, len(work.rows))
+
+
+def _modes(work: Workload, batch_sizes: tuple[int, ...], with_generate: bool) -> list[Mode]:
+    lda_costs, largest, auto = pair_costs(work.pair), max(batch_sizes), auto_batch_size(work)
+    modes = [Mode("one_prompt_loop", 1, lda_costs, _lda(work, work.rows[:LOOP_ROWS], 1, PREVIOUS))]
+    modes += [Mode("lda", size, lda_costs, _lda(work, work.rows, size, CONTINUOUS)) for size in batch_sizes]
+    modes.append(Mode("lda_auto", auto, lda_costs, _lda(work, work.rows, auto, CONTINUOUS)))
+    modes.append(Mode("lda_previous", largest, lda_costs, _lda(work, work.rows, largest, PREVIOUS)))
+    if with_generate:  # forced to max_new_tokens: comparable only when LDA runs every row that long too
+        after = [model_cost(work.pair.after)]
+        modes += [Mode("hf_generate_after_model", size, after, _hf_generate(work, size)) for size in batch_sizes]
+    return modes
+
+
+def _measure(work: Workload, mode: Mode, peak: MachinePeak, repeats: int, bar: tqdm) -> dict:
+    device = work.pair.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    best = float("inf")
-    for _ in range(repeats):
-        _synchronize(device)
-        started = time.perf_counter()
-        work()
-        _synchronize(device)
-        best = min(best, time.perf_counter() - started)
-        bar.update(1)
-    return best, peak_memory_mb(device)
+    counter, outcome = DecodeStepCounter(work.pair.after), {}
 
+    def once() -> None:
+        counter.steps = 0
+        outcome["rows"], outcome["generated"] = mode.run()
 
-def _one_prompt_loop(pair: ModelPair, rows: list[Row], settings: GenerationSettings) -> None:
-    """The seed's starting point: one row at a time, through the same engine."""
-    for row in rows:
-        generate_batch(pair, [row], settings)
-
-
-def _hf_generate(pair: ModelPair, prompts: list[str], batch_size: int, max_new_tokens: int) -> None:
-    """Sampling from the after-model alone with `generate`, forced to the same number of new tokens."""
-    torch.manual_seed(BENCH_SEED)
-    for start in range(0, len(prompts), batch_size):
-        encoded = pair.tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(pair.device)
-        pair.after.generate(
-            **encoded, do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=max_new_tokens,
-            min_new_tokens=max_new_tokens, pad_token_id=pair.tokenizer.pad_token_id,
-        )
-
-
-def _runs(
-    pair: ModelPair, prompts: list[str], batch_sizes: tuple[int, ...], max_new_tokens: int
-) -> list[tuple[str, int, Callable[[], object]]]:
-    """(mode, batch size, work) for every measurement, in the order they run."""
-    settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=1.0, top_p=1.0, seed=BENCH_SEED)
-    rows = [Row(index, prompt, BENCH_ALPHA, 0) for index, prompt in enumerate(prompts)]
-    largest = max(batch_sizes)
-    return [
-        ("one_prompt_loop", 1, lambda: _one_prompt_loop(pair, rows, settings)),
-        *[
-            ("lda_batched", size, lambda size=size: generate_rows(pair, rows, settings, batch_size=size))
-            for size in batch_sizes
-        ],
-        ("hf_generate_after_model", largest, lambda: _hf_generate(pair, prompts, largest, max_new_tokens)),
-    ]
+    try:
+        seconds = best_seconds(device, once, repeats, after_each=lambda: bar.update(1))
+    finally:
+        counter.remove()
+    stats = work.stats(outcome["rows"], outcome["generated"], counter.steps)
+    tokens = sum(outcome["generated"])
+    return {
+        "mode": mode.name, "batch_size": mode.batch_size, "rows": len(outcome["rows"]), "tokens": tokens,
+        "seconds": round(seconds, 3), "tokens_per_second": round(tokens / seconds, 1),
+        "completions_per_second": round(len(outcome["rows"]) / seconds, 2),
+        "peak_memory_mb": round(peak_memory_mb(device), 1), "decode_steps": stats.decode_steps,
+        **utilisation(mode.costs, stats, seconds, peak),
+    }
 
 
 def _ratios(results: list[dict], largest: int) -> dict[str, float]:
-    speed = {(result["mode"], result["batch_size"]): result["tokens_per_second"] for result in results}
-    batched = speed[("lda_batched", largest)]
-    return {
-        f"lda_batched_{largest}_vs_one_prompt_loop": round(batched / speed[("one_prompt_loop", 1)], 2),
-        f"lda_batched_{largest}_vs_hf_generate_{largest}": round(
-            batched / speed[("hf_generate_after_model", largest)], 2
-        ),
+    by_mode = {(result["mode"], result["batch_size"]): result for result in results}
+    lda = by_mode[("lda", largest)]
+    ratios = {
+        f"lda_{largest}_vs_lda_previous_{largest}": lda["completions_per_second"]
+        / by_mode[("lda_previous", largest)]["completions_per_second"],
+        f"lda_{largest}_vs_one_prompt_loop": lda["tokens_per_second"] / by_mode[("one_prompt_loop", 1)]["tokens_per_second"],
     }
+    generate = [result for result in results if result["mode"] == "hf_generate_after_model"]
+    if generate:
+        best = max(generate, key=lambda result: result["mfu"])
+        ratios[f"lda_{largest}_vs_hf_generate_{largest}"] = (
+            lda["tokens_per_second"] / by_mode[("hf_generate_after_model", largest)]["tokens_per_second"]
+        )
+        ratios[f"lda_{largest}_mfu_vs_hf_generate_best_mfu"] = lda["mfu"] / best["mfu"]
+    return {name: round(value, 2) for name, value in ratios.items()}
+
+
+def bench_rows(pair: ModelPair, questions: list[str], samples: int, alpha: float) -> list[Row]:
+    prompts = as_prompts(pair, questions)
+    return [Row(index, prompt, alpha, sample) for index, prompt in enumerate(prompts) for sample in range(samples)]
 
 
 @torch.inference_mode()
 def run_benchmark(
     pair_dir: Path,
-    batch_sizes: tuple[int, ...] = (1, 4, 16),
+    batch_sizes: tuple[int, ...] = (1, 16, 64),
     questions: list[str] | None = None,
     max_new_tokens: int = 32,
     progress: bool = True,
     device: str = "cpu",
     dtype: torch.dtype = torch.float32,
     repeats: int = 3,
+    samples: int = 1,
+    alpha: float = 1.0,
+    stop_at_eos: bool = False,
 ) -> dict:
     """Measure every mode on the pair in `pair_dir` (see `load_pair_dir`) and return a JSON-ready report."""
     pair = load_pair_dir(pair_dir, device=device, dtype=dtype)
-    prompts = as_prompts(pair, questions if questions is not None else default_questions())
-    runs = _runs(pair, prompts, batch_sizes, max_new_tokens)
-    tokens = len(prompts) * max_new_tokens
-    results = []
-    with tqdm(total=len(runs) * repeats, desc="bench", disable=not progress, file=sys.stderr) as bar:
-        for mode, batch_size, work in runs:
-            bar.set_postfix(mode=f"{mode}@{batch_size}")
-            seconds, peak = _best_time(pair.device, work, repeats, bar)
-            results.append({"mode": mode, "batch_size": batch_size, "tokens": tokens, "seconds": round(seconds, 3),
-                            "tokens_per_second": round(tokens / seconds, 1), "peak_memory_mb": round(peak, 1)})
+    rows = bench_rows(pair, questions if questions is not None else default_questions(), samples, alpha)
+    settings = GenerationSettings(max_new_tokens, temperature=1.0, top_p=1.0, seed=BENCH_SEED, stop_at_eos=stop_at_eos)
+    work = Workload(pair, rows, settings, prompt_tokens(pair, rows))
+    peak = measure_peak(pair.device, dtype)
+    modes = _modes(work, batch_sizes, with_generate=not stop_at_eos)
+    with tqdm(total=len(modes) * repeats, desc="bench", disable=not progress, file=sys.stderr) as bar:
+        results = []
+        for mode in modes:
+            bar.set_postfix(mode=f"{mode.name}@{mode.batch_size}")
+            results.append(_measure(work, mode, peak, repeats, bar))
     return {
-        "device": str(pair.device),
-        "dtype": str(dtype).removeprefix("torch."),
-        "torch_threads": torch.get_num_threads(),
-        "prompts": len(prompts),
-        "max_new_tokens": max_new_tokens,
-        "repeats": repeats,
+        "device": str(pair.device), "dtype": str(dtype).removeprefix("torch."), "torch_threads": torch.get_num_threads(),
+        "rows": len(rows), "samples_per_prompt": samples, "alpha": alpha, "max_new_tokens": max_new_tokens,
+        "stop_at_eos": stop_at_eos, "repeats": repeats, "one_pass": runs_in_one_pass(pair),
+        "peak": {"gflops_per_second": round(peak.flops_per_second / 1e9, 1),
+                 "gbytes_per_second": round(peak.bytes_per_second / 1e9, 1), **peak.detail},
         "peak_memory": "cuda max_memory_allocated" if pair.device.type == "cuda" else "process peak RSS",
         "results": results,
         "ratios": _ratios(results, max(batch_sizes)),

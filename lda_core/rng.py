@@ -32,9 +32,16 @@ def _logical_shift_right(x: torch.Tensor, bits: int) -> torch.Tensor:
     return (x >> bits) & ((1 << (64 - bits)) - 1)
 
 
-def row_uniforms(row_keys: torch.Tensor, step: int) -> torch.Tensor:
-    """One uniform float64 in [0, 1) per row for decoding step `step`. `row_keys`: int64 `[batch]`."""
-    x = row_keys + _as_int64((step + 1) * _GOLDEN)  # int64 arithmetic wraps, as splitmix64 wants
+def row_uniforms(row_keys: torch.Tensor, step: int | torch.Tensor) -> torch.Tensor:
+    """One uniform float64 in [0, 1) per row for decoding step `step`. `row_keys`: int64 `[batch]`.
+
+    `step` is one number for every row, or int64 `[batch]` when each row is at its own step (rows
+    join a running batch at different times).
+    """
+    if isinstance(step, torch.Tensor):
+        x = row_keys + (step + 1) * _as_int64(_GOLDEN)  # int64 arithmetic wraps, as splitmix64 wants
+    else:
+        x = row_keys + _as_int64((step + 1) * _GOLDEN)
     x = (x ^ _logical_shift_right(x, 30)) * _MIX1
     x = (x ^ _logical_shift_right(x, 27)) * _MIX2
     x = x ^ _logical_shift_right(x, 31)

@@ -1,5 +1,5 @@
-"""Running many rows in batches: out-of-memory halving, rows that cannot run, cancellation and
-progress between batches."""
+"""Running many rows: out-of-memory halving, rows that cannot run, cancellation and progress as
+rows end."""
 
 from __future__ import annotations
 
@@ -7,14 +7,11 @@ from collections.abc import Callable
 
 import torch
 
+from lda_core.batch_sizing import BatchSizer
+from lda_core.batcher import CONTINUOUS, ContinuousBatcher, Strategy
 from lda_core.context_window import context_window
-from lda_core.generate import Completion, GenerationSettings, Row, generate_batch
+from lda_core.generate import Completion, GenerationSettings, Row
 from lda_core.models import ModelPair
-
-
-class GenerationCancelled(Exception):
-    """`should_stop` asked to stop at a batch boundary."""
-
 
 # How each allocator says it: CUDA's OutOfMemoryError, and CPU's "DefaultCPUAllocator: can't
 # allocate memory: you tried to allocate N bytes" (a RuntimeError).
@@ -36,21 +33,24 @@ def _failed_row(row: Row, reason: str) -> Completion:
     return Completion.failed(row.prompt_index, row.alpha, row.sample_index, reason)
 
 
-def _too_long_reason(pair: ModelPair, prompt: str, max_new_tokens: int, window: int) -> str | None:
-    """Why `prompt` cannot run (its tokens and the new ones exceed the context window), or None."""
-    tokens = len(pair.tokenizer(prompt)["input_ids"])
-    if tokens + max_new_tokens <= window:
+def prompt_tokens(pair: ModelPair, rows: list[Row]) -> dict[str, int]:
+    """Each distinct prompt's length in tokens (tokenized once, however many rows share it)."""
+    return {prompt: len(pair.tokenizer(prompt)["input_ids"]) for prompt in {row.prompt for row in rows}}
+
+
+def _too_long_reason(tokens: int, max_new_tokens: int, window: int | None) -> str | None:
+    """Why a prompt of `tokens` cannot run (it and the new tokens exceed the context window), or None."""
+    if window is None or tokens + max_new_tokens <= window:  # a config that does not say: nothing to check
         return None
     return f"prompt is {tokens} tokens; with max_new_tokens {max_new_tokens} it exceeds the context window of {window}"
 
 
-def screen_rows(pair: ModelPair, rows: list[Row], settings: GenerationSettings) -> tuple[list[Row], list[Completion]]:
-    """Split rows into those that can run and failed completions for those that cannot (checked once per prompt)."""
+def screen_rows(
+    pair: ModelPair, rows: list[Row], settings: GenerationSettings, lengths: dict[str, int]
+) -> tuple[list[Row], list[Completion]]:
+    """Split rows into those that can run and failed completions for those that cannot (`lengths`: `prompt_tokens`)."""
     window = context_window(pair.after.config.to_dict())
-    if window is None:  # the config does not say: nothing to check against
-        return rows, []
-    prompts = {row.prompt for row in rows}
-    reasons = {prompt: _too_long_reason(pair, prompt, settings.max_new_tokens, window) for prompt in prompts}
+    reasons = {prompt: _too_long_reason(tokens, settings.max_new_tokens, window) for prompt, tokens in lengths.items()}
     runnable = [row for row in rows if reasons[row.prompt] is None]
     refused = [_failed_row(row, reasons[row.prompt]) for row in rows if reasons[row.prompt] is not None]
     return runnable, refused
@@ -60,37 +60,46 @@ def generate_rows(
     pair: ModelPair,
     rows: list[Row],
     settings: GenerationSettings,
-    batch_size: int = 16,
+    batch_size: int | BatchSizer = 16,
     should_stop: Callable[[], bool] | None = None,
-    on_batch_done: Callable[[list[Completion]], None] | None = None,
+    on_completions: Callable[[list[Completion]], None] | None = None,
+    strategy: Strategy = CONTINUOUS,
 ) -> list[Completion]:
-    """Generate every row, `batch_size` at a time (rows of one prompt kept together for prefill), in key order.
+    """Generate every row, a batch of up to `batch_size` at a time (see `ContinuousBatcher`), in key order.
 
-    A row that cannot run (too long for the context window, or out of memory even alone) comes back
-    as a `finish_reason="error"` completion and the others go on. An out-of-memory error halves the
-    batch size and retries the batch, down to one row (as accelerate's `find_executable_batch_size`
-    does); `should_stop` is asked before each batch.
+    `batch_size` is a number of rows, or a `BatchSizer` that sizes the batch to memory and keeps what
+    it learns. A row that cannot run (too long for the context window, or out of memory even alone)
+    comes back as a `finish_reason="error"` completion and the others go on. An out-of-memory error
+    halves the batch size and runs the rows not yet finished again, down to one row (as accelerate's
+    `find_executable_batch_size` does); `should_stop` is asked every few decoding steps.
     """
-    runnable, completions = screen_rows(pair, rows, settings)
+    sizer = batch_size if isinstance(batch_size, BatchSizer) else BatchSizer(pair, fixed=batch_size)
+    lengths = prompt_tokens(pair, rows)
+    runnable, completions = screen_rows(pair, rows, settings, lengths)
+    finished: set[tuple[int, float, int]] = set()
+
+    def collect(done: list[Completion]) -> None:
+        completions.extend(done)
+        finished.update(_key_order(completion) for completion in done)
+        if on_completions is not None and done:
+            on_completions(done)
+
     pending = sorted(runnable, key=_key_order)
+    size = sizer.size_for(max((lengths[row.prompt] for row in pending), default=0), settings.max_new_tokens)
     while pending:
-        if should_stop is not None and should_stop():
-            raise GenerationCancelled()
-        batch = pending[:batch_size]
         try:
-            done = generate_batch(pair, batch, settings)
+            ContinuousBatcher(pair, settings, size, strategy).run(pending, collect, should_stop)
+            pending = []
         except (torch.OutOfMemoryError, RuntimeError) as error:
             if not is_out_of_memory(error):
                 raise
             _release_cached_memory(pair)
-            if batch_size > 1:
-                batch_size //= 2
+            pending = [row for row in pending if _key_order(row) not in finished]
+            if size > 1:
+                size = sizer.out_of_memory(size)
                 continue
-            done = [_failed_row(batch[0], OUT_OF_MEMORY_ALONE)]
-        completions.extend(done)
-        pending = pending[len(batch) :]
-        if on_batch_done is not None:
-            on_batch_done(done)
+            collect([_failed_row(pending[0], OUT_OF_MEMORY_ALONE)])  # alone in the batch, so it was this row
+            pending = pending[1:]
     return sorted(completions, key=_key_order)
 
 

@@ -43,12 +43,12 @@ class ScienceRun:
     settings: GenerationSettings
     samples: int
     batch_size: int
-    on_batch_done: Callable[[list[Completion]], None] | None = None
+    on_completions: Callable[[list[Completion]], None] | None = None
 
     def complete(self, prompts: list[str], alpha: float, seed_offset: int = 0) -> list[Completion]:
         rows = [Row(index, prompt, alpha, sample) for index, prompt in enumerate(prompts) for sample in range(self.samples)]
         settings = replace(self.settings, seed=self.settings.seed + seed_offset)
-        return generate_rows(self.pair, rows, settings, self.batch_size, on_batch_done=self.on_batch_done)
+        return generate_rows(self.pair, rows, settings, self.batch_size, on_completions=self.on_completions)
 
     def scores(self, prompts: list[str], completions: list[Completion]) -> list[float | None]:
         return after_log_likelihoods(self.pair, [prompts[c.prompt_index] for c in completions],

@@ -24,6 +24,31 @@ def _path(value: str) -> Path:
     return Path(value).expanduser()
 
 
+def _batch_size(value: str) -> int | None:
+    """"auto" (None: sized to memory) or a positive number of rows."""
+    if value.strip().lower() == "auto":
+        return None
+    rows = int(value)
+    if rows < 1:
+        raise ValueError(f"LDAQ_BATCH_SIZE must be auto or at least 1, not {value!r}")
+    return rows
+
+
+BYTE_UNITS = {"": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def _bytes(value: str) -> int | None:
+    """"auto" (None) or a size such as 8GiB, 512MiB, 2GB or 1000000."""
+    text = value.strip().lower().replace(" ", "")
+    if text == "auto":
+        return None
+    number = text.rstrip("kmgib")
+    unit = text[len(number) :]
+    if unit not in BYTE_UNITS or not number:
+        raise ValueError(f"not a size: {value!r} (try 8GiB, 512MiB or a number of bytes)")
+    return int(float(number) * BYTE_UNITS[unit])
+
+
 def _setting(variable: str, default: str, parse: Callable[[str], Any], meaning: str) -> Any:
     """A Settings field read from `variable`; the default "" means unset."""
     return field(metadata={"variable": variable, "default": default, "parse": parse, "meaning": meaning})
@@ -55,8 +80,15 @@ class Settings:
     )
     max_attempts: int = _setting("LDAQ_MAX_ATTEMPTS", "3", int, "claims of one chunk before it is failed for good")
     chunk_size: int = _setting("LDAQ_CHUNK_SIZE", "64", int, "rows per chunk when the request does not say")
-    batch_size: int = _setting(
-        "LDAQ_BATCH_SIZE", "16", int, "rows per forward batch on the worker (halved on out-of-memory)"
+    batch_size: int | None = _setting(
+        "LDAQ_BATCH_SIZE", "auto", _batch_size,
+        "rows per batch on the worker: auto (the most the memory budget holds for the rows' lengths) or a number; "
+        "halved on out-of-memory, and the size that worked is kept for the pair",
+    )
+    memory_budget: int | None = _setting(
+        "LDAQ_MEMORY_BUDGET", "auto", _bytes,
+        "memory a batch may plan for, such as 8GiB: auto is the GPU's free memory, or half of the memory a "
+        "CPU machine has available",
     )
     max_new_tokens: int = _setting(
         "LDAQ_MAX_NEW_TOKENS", "1024", int, "the largest max_new_tokens a request may ask for"

@@ -86,6 +86,28 @@ def tiny_pair_dirs(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
+def chain_pair(tiny_pair_dirs, tmp_path_factory):
+    """Before: a random Llama; after: the chain model (see `tests.tiny_models.CHAIN`), whose margins
+    survive amplification: rows end at EOS after a known number of tokens, or never."""
+    from lda_core.models import load_model_pair
+    from tests.tiny_models import CHAIN, build_chain_model_dir
+
+    before, _ = tiny_pair_dirs
+    chain = build_chain_model_dir(tmp_path_factory.mktemp("chain"), before, CHAIN)
+    return load_model_pair(str(before), str(chain))
+
+
+@pytest.fixture(scope="session")
+def ending_pair(tiny_pair_dirs, tmp_path_factory):
+    """Before: a random Llama; after: one whose rows end at EOS after very different numbers of tokens."""
+    from lda_core.models import load_model_pair
+    from tests.tiny_models import build_ending_model_dir
+
+    before, _ = tiny_pair_dirs
+    return load_model_pair(str(before), str(build_ending_model_dir(tmp_path_factory.mktemp("ending"), before)))
+
+
+@pytest.fixture(scope="session")
 def model_pairs_file(tiny_pair_dirs, tmp_path_factory) -> Path:
     """LDAQ_MODEL_PAIRS for service tests: a tiny real pair, the same with a chat template that refuses
     some prompts (as templates that check role order do), and one whose weights do not exist."""

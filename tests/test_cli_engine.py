@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.engine_commands import bench, generate, read_prompts
+from cli.bench_commands import bench
+from cli.engine_commands import generate, read_prompts
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = ["User: hi", "The quick brown fox jumps over the lazy dog"]
@@ -100,20 +101,28 @@ def test_engine_commands_import_without_torch() -> None:
     assert result.stdout.strip() == "False"
 
 
-def test_bench_reports_tokens_per_second_and_ratios(tiny_pair_dirs: tuple[Path, Path]) -> None:
+def test_bench_reports_speed_utilisation_and_the_previous_strategy_in_one_run(tiny_pair_dirs: tuple[Path, Path]) -> None:
     pair_dir = tiny_pair_dirs[0].parent
-    result = CliRunner().invoke(
-        bench, ["--pair-dir", str(pair_dir), "--batch-size", "1", "--batch-size", "4", "--prompts", "4",
-                "--max-new-tokens", "3", "--json"],
-    )
+    arguments = ["--pair-dir", str(pair_dir), "--batch-size", "1", "--batch-size", "4", "--prompts", "4",
+                 "--max-new-tokens", "3", "--repeats", "1"]
+    result = CliRunner().invoke(bench, [*arguments, "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    modes = [(r["mode"], r["batch_size"]) for r in report["results"]]
-    assert modes == [("one_prompt_loop", 1), ("lda_batched", 1), ("lda_batched", 4), ("hf_generate_after_model", 4)]
-    assert report["prompts"] == 4 and report["max_new_tokens"] == 3
+    results = {(r["mode"], r["batch_size"]): r for r in report["results"]}
+    assert list(results) == [("one_prompt_loop", 1), ("lda", 1), ("lda", 4), ("lda_auto", 4), ("lda_previous", 4),
+                             ("hf_generate_after_model", 1), ("hf_generate_after_model", 4)]
+    assert report["rows"] == 4 and report["max_new_tokens"] == 3
     assert all(r["tokens"] == 12 and r["tokens_per_second"] > 0 for r in report["results"])
-    assert set(report["ratios"]) == {"lda_batched_4_vs_one_prompt_loop", "lda_batched_4_vs_hf_generate_4"}
-    assert report["device"] == "cpu" and report["torch_threads"] >= 1
+    peak = report["peak"]["gflops_per_second"]
+    assert all(0 < r["mfu"] < 1 and r["mfu"] == pytest.approx(r["model_gflops_per_second"] / peak, abs=2e-3)
+               for r in report["results"])
+    # The same rows are the same useful work, whatever the strategy: FLOPs = FLOP/s x seconds.
+    work = [r["model_gflops_per_second"] * r["seconds"] for key, r in results.items() if key[0].startswith("lda")]
+    assert max(work) == pytest.approx(min(work), rel=0.05)
+    assert set(report["ratios"]) == {"lda_4_vs_lda_previous_4", "lda_4_vs_one_prompt_loop", "lda_4_vs_hf_generate_4",
+                                     "lda_4_mfu_vs_hf_generate_best_mfu"}
+    table = CliRunner().invoke(bench, arguments)
+    assert table.exit_code == 0 and "MFU" in table.stdout and "peak here:" in table.stdout
 
 
 def test_generate_chat_template_is_refused_with_a_template_or_on_a_pair_without_one(

@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from lda_core.generate import Completion, GenerationSettings, Row, generate_batch
+from lda_core.batcher import generate_batch
+from lda_core.generate import Completion, GenerationSettings, Row
 from lda_core.models import ModelPair, load_model_pair
 from lda_core.runner import generate_rows
-from tests.tiny_models import build_chain_model_dir, build_tiny_pair_dirs
+from tests.tiny_models import build_tiny_pair_dirs, forward_shapes
 
 PROMPTS = [
     "User: hi",
@@ -19,25 +20,12 @@ PROMPTS = [
 ALPHAS = [0.0, 1.0, -1.0, 4.0]
 GREEDY = GenerationSettings(max_new_tokens=12, temperature=0.0)
 SAMPLED = GenerationSettings(max_new_tokens=12, temperature=1.0, seed=7)
-# The chain model's greedy answers: " one" -> " two" -> " three" -> EOS, then text that must never count.
-CHAIN = {
-    " one": " two", " two": " three", " three": "</s>", "</s>": " four", " four": " five", " five": " eight",
-    " six": " seven", " seven": " six",
-}
 
 
 @pytest.fixture(scope="module")
 def pair(tiny_pair_dirs: tuple[Path, Path]) -> ModelPair:
     before, after = tiny_pair_dirs
     return load_model_pair(str(before), str(after))
-
-
-@pytest.fixture(scope="module")
-def chain_pair(tiny_pair_dirs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> ModelPair:
-    """Before: a random Llama; after: the chain model, whose margins survive amplification."""
-    before, _ = tiny_pair_dirs
-    chain = build_chain_model_dir(tmp_path_factory.mktemp("chain"), before, CHAIN)
-    return load_model_pair(str(before), str(chain))
 
 
 def mixed_rows(count: int) -> list[Row]:
@@ -129,15 +117,8 @@ def test_completion_is_cut_at_its_first_eos(chain_pair: ModelPair) -> None:
 
 def forward_batch_sizes(pair: ModelPair, rows: list[Row], settings: GenerationSettings) -> tuple[list[int], list]:
     """The batch size of every after-model forward pass while generating `rows`, and the completions."""
-    sizes: list[int] = []
-    hook = pair.after.register_forward_pre_hook(
-        lambda _module, _args, kwargs: sizes.append(kwargs["input_ids"].shape[0]), with_kwargs=True
-    )
-    try:
-        completions = generate_batch(pair, rows, settings)
-    finally:
-        hook.remove()
-    return sizes, completions
+    shapes, completions = forward_shapes(pair.after, lambda: generate_batch(pair, rows, settings))
+    return [rows for rows, _ in shapes], completions
 
 
 @pytest.mark.parametrize(("stop_at_eos", "expected_passes"), [(True, 3), (False, 8)])
@@ -151,7 +132,7 @@ def test_stop_at_eos_ends_the_batch_once_every_row_has_ended(
     assert [c.text for c in completions] == [" two three", ""]
 
 
-def test_stop_at_eos_waits_for_the_slowest_row(chain_pair: ModelPair) -> None:
+def test_stop_at_eos_runs_until_the_slowest_row_ends(chain_pair: ModelPair) -> None:
     rows = [Row(0, "Counting: three", 1.0, 0), Row(1, "Counting: six", 1.0, 0)]
     settings = GenerationSettings(max_new_tokens=8, temperature=0, stop_at_eos=True)
     passes, completions = forward_batch_sizes(chain_pair, rows, settings)

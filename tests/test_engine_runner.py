@@ -9,9 +9,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lda_core.batch_sizing import SAFETY_MARGIN, BatchSizer, row_bytes
+from lda_core.batcher import GenerationCancelled
 from lda_core.generate import GenerationSettings, Row
 from lda_core.models import load_model_pair
-from lda_core.runner import OUT_OF_MEMORY_ALONE, GenerationCancelled, generate_rows, is_out_of_memory
+from lda_core.runner import OUT_OF_MEMORY_ALONE, generate_rows, is_out_of_memory
 
 GREEDY = GenerationSettings(max_new_tokens=5, temperature=0)
 ROWS = [Row(i, f"User: question number {i}?\nAssistant:", 1.0, 0) for i in range(10)]
@@ -79,16 +81,17 @@ def test_a_prompt_too_long_for_the_context_window_is_an_error_row_and_the_others
     assert [completions[0].token_ids, completions[2].token_ids] == _ran_alone(pair, [ROWS[0], ROWS[2]])
 
 
-def test_cancellation_is_checked_between_batches(pair):
-    batches_done: list[int] = []
+def test_cancellation_is_checked_every_few_steps(pair):
+    rows_done: list[int] = []
 
     with pytest.raises(GenerationCancelled):
         generate_rows(
             pair, ROWS, GREEDY, batch_size=4,
-            should_stop=lambda: len(batches_done) == 2,
-            on_batch_done=lambda done: batches_done.append(len(done)),
+            should_stop=lambda: sum(rows_done) >= 4,
+            on_completions=lambda done: rows_done.append(len(done)),
         )
-    assert batches_done == [4, 4]
+    # The first 4 rows end after 5 steps; the check at step 8 stops the run before the next 4 could end.
+    assert rows_done == [4]
 
 
 def test_cpu_and_cuda_allocation_failures_count_as_out_of_memory() -> None:
@@ -97,3 +100,28 @@ def test_cpu_and_cuda_allocation_failures_count_as_out_of_memory() -> None:
     assert is_out_of_memory(cpu_failure.value)
     assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+
+
+def test_auto_batch_size_fills_the_memory_budget_and_keeps_the_size_that_worked(pair):
+    rows = [Row(row.prompt_index, row.prompt, row.alpha, sample) for row in ROWS for sample in range(3)]
+    longest = max(len(pair.tokenizer(row.prompt)["input_ids"]) for row in rows)
+    budget = int(7 * row_bytes(pair, longest, GREEDY.max_new_tokens) / SAFETY_MARGIN) + 1  # room for 7 rows
+    sizer = BatchSizer(pair, budget=budget)
+    assert sizer.size_for(longest, GREEDY.max_new_tokens) == 7
+    assert BatchSizer(pair, budget=2 * budget).size_for(longest, GREEDY.max_new_tokens) == 14
+
+    tried: list[int] = []  # every batch a forward was asked to take, refused or not
+    recorder = pair.after.register_forward_pre_hook(
+        lambda _module, _args, kwargs: tried.append(kwargs["input_ids"].shape[0]), with_kwargs=True, prepend=True
+    )
+    handle = _device_that_fits(pair, 3, [])
+    try:
+        first = generate_rows(pair, rows, GREEDY, batch_size=sizer)  # 7 is refused, 3 fits
+        tried_first, tried[:] = list(tried), []
+        second = generate_rows(pair, rows, GREEDY, batch_size=sizer)
+    finally:
+        handle.remove()
+        recorder.remove()
+    assert max(tried_first) == 7 and sizer.ceiling == 3
+    assert max(tried) == 3  # the second run starts at the size that worked
+    assert first == second and len(first) == 30

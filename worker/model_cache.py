@@ -6,6 +6,7 @@ import logging
 
 import torch
 
+from lda_core.batch_sizing import BatchSizer
 from lda_core.models import ModelPair, load_model_pair, parse_dtype
 from lda_core.organism.smol import ensure_smol_pair
 from lda_core.organism.train import ensure_toy_pair
@@ -30,18 +31,26 @@ def resolve_dtype(setting: str, device: str) -> torch.dtype:
 
 
 class ModelCache:
-    """The most recently used pair, by name; asking for another pair frees this one first."""
+    """The most recently used pair, by name, with the batch sizer that learns how many of its rows fit;
+    asking for another pair frees this one first."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._name: str | None = None
         self._pair: ModelPair | None = None
+        self._sizer: BatchSizer | None = None
 
     def get(self, name: str) -> ModelPair:
         if name != self._name:
-            self._pair, self._name = None, None  # free the old pair before loading the new one
+            self._pair, self._sizer, self._name = None, None, None  # free the old pair before loading the new one
             self._pair, self._name = self._load(name), name
+            self._sizer = BatchSizer(self._pair, fixed=self.settings.batch_size, budget=self.settings.memory_budget)
         return self._pair
+
+    def batch_sizer(self, name: str) -> BatchSizer:
+        """The pair's batch sizer (LDAQ_BATCH_SIZE, LDAQ_MEMORY_BUDGET), loading the pair if needed."""
+        self.get(name)
+        return self._sizer
 
     def _load(self, name: str) -> ModelPair:
         spec = load_model_pairs(self.settings)[name]

@@ -1,0 +1,197 @@
+"""Continuous batching: a batch of up to `batch_size` rows in which a row that ends gives its slot to the
+next row at once, prefilled and appended to the running batch.
+
+A row's tokens depend only on its own prompt, alpha and random stream (`row_key` mixed with the row's
+own step counter), never on when it joined or who ran beside it; left padding is masked out. So a
+run with refill gives the completions of a run without, while the slowest row of a batch no longer
+holds every other slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from lda_core.generate import Completion, GenerationSettings, Row, completion_of, eos_token_ids, next_tokens
+from lda_core.models import ModelPair
+from lda_core.pair_forward import PairCache, pair_forward
+from lda_core.rng import row_key
+
+CANCEL_CHECK_STEPS = 8  # ask `should_stop` every this many decoding steps
+
+
+class GenerationCancelled(Exception):
+    """`should_stop` asked to stop."""
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How rows are scheduled; `PREVIOUS` is how ldaq ran before continuous batching, for benchmarks."""
+
+    refill: bool = True  # an ended row's slot takes the next row; else a batch runs until its last row ends
+    one_pass: bool = True  # base + LoRA pairs compute both logits in one forward
+
+
+CONTINUOUS = Strategy()
+PREVIOUS = Strategy(refill=False, one_pass=False)
+
+
+@dataclass
+class _Batch:
+    """The rows in the batch and everything each needs for its next step, row-aligned."""
+
+    rows: list[Row]
+    cache: PairCache
+    keys: torch.Tensor  # [rows] int64: each row's random stream
+    alphas: torch.Tensor  # [rows, 1]
+    steps: torch.Tensor  # [rows] int64: tokens generated so far
+    positions: torch.Tensor  # [rows, 1]: the next token's position
+    seen: torch.Tensor  # [rows, keys] bool: which cached keys each row attends to
+    logits_after: torch.Tensor  # [rows, vocab]: next-token logits
+    logits_before: torch.Tensor
+    tokens: list[list[int]]  # generated so far, per row
+    ended: list[bool]  # a row has ended (EOS with stop_at_eos, or max_new_tokens) but may still hold its slot
+
+    def keep(self, kept: list[int]) -> None:
+        index = torch.tensor(kept, dtype=torch.long, device=self.keys.device)
+        self.cache.select(index)
+        self.rows = [self.rows[i] for i in kept]
+        self.tokens, self.ended = [self.tokens[i] for i in kept], [self.ended[i] for i in kept]
+        for name in ("keys", "alphas", "steps", "positions", "seen", "logits_after", "logits_before"):
+            setattr(self, name, getattr(self, name)[index])
+        self._drop_unattended_columns()
+
+    def extend(self, other: _Batch) -> None:
+        width = max(self.seen.shape[1], other.seen.shape[1])
+        self.seen = torch.cat([_pad_left(self.seen, width), _pad_left(other.seen, width)])
+        self.cache.append(other.cache)
+        self.rows, self.tokens, self.ended = self.rows + other.rows, self.tokens + other.tokens, self.ended + other.ended
+        for name in ("keys", "alphas", "steps", "positions", "logits_after", "logits_before"):
+            setattr(self, name, torch.cat([getattr(self, name), getattr(other, name)]))
+
+    def _drop_unattended_columns(self) -> None:
+        """Cut the left padding that only departed rows needed."""
+        if not self.rows:
+            return
+        first_used = int(self.seen.any(dim=0).int().argmax())
+        if first_used:
+            self.seen = self.seen[:, first_used:]
+            self.cache.drop_leading_columns(first_used)
+
+
+def _pad_left(mask: torch.Tensor, width: int) -> torch.Tensor:
+    return F.pad(mask, (width - mask.shape[1], 0), value=False)
+
+
+class ContinuousBatcher:
+    """Generates rows `batch_size` at a time, refilling slots as rows end (see `Strategy`)."""
+
+    def __init__(
+        self, pair: ModelPair, settings: GenerationSettings, batch_size: int, strategy: Strategy = CONTINUOUS
+    ) -> None:
+        self.pair, self.settings, self.batch_size, self.strategy = pair, settings, batch_size, strategy
+        self.forward = pair_forward(pair, strategy.one_pass)
+        self.eos_ids = eos_token_ids(pair)
+        # Refilling one slot at a time would prefill once per ended row: wait for a few free slots.
+        self.refill_at = max(1, batch_size // 8)
+
+    @torch.inference_mode()
+    def run(
+        self,
+        rows: list[Row],
+        on_completions: Callable[[list[Completion]], None],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        """Generate every row in order of admission, calling `on_completions` as rows end."""
+        pending, batch, steps = list(rows), None, 0
+        while pending or (batch is not None and batch.rows):
+            if should_stop is not None and steps % CANCEL_CHECK_STEPS == 0 and should_stop():
+                raise GenerationCancelled()
+            if pending and self._has_room(batch, len(pending)):
+                room = self._room(batch)
+                batch, pending = self._admit(batch, pending[:room]), pending[room:]
+            on_completions(self._step(batch))
+            steps += 1
+
+    def _room(self, batch: _Batch | None) -> int:
+        return self.batch_size - (len(batch.rows) if batch is not None else 0)
+
+    def _has_room(self, batch: _Batch | None, pending: int) -> bool:
+        if batch is None or not batch.rows:
+            return True
+        return self.strategy.refill and self._room(batch) >= min(pending, self.refill_at)
+
+    def _step(self, batch: _Batch) -> list[Completion]:
+        """Sample one token per row, let ended rows leave, and feed the others' tokens to the models."""
+        sampled = next_tokens(batch.logits_after, batch.logits_before, batch.alphas, batch.keys, batch.steps, self.settings)
+        for index, token in enumerate(sampled.tolist()):
+            batch.tokens[index].append(token)
+            batch.ended[index] = batch.ended[index] or self._ends(batch.tokens[index], token)
+        ended = batch.ended
+        leaving = ended if self.strategy.refill or all(ended) else [False] * len(ended)
+        done = [completion_of(self.pair, row, tokens, self.eos_ids)
+                for row, tokens, leaves in zip(batch.rows, batch.tokens, leaving, strict=True) if leaves]
+        if any(leaving):
+            kept = [i for i, leaves in enumerate(leaving) if not leaves]
+            sampled = sampled[kept]
+            batch.keep(kept)
+        if batch.rows:
+            self._decode(batch, sampled)
+        return done
+
+    def _ends(self, tokens: list[int], token: int) -> bool:
+        """Whether the row ends with `token`, the latest of its `tokens`."""
+        return len(tokens) >= self.settings.max_new_tokens or (self.settings.stop_at_eos and token in self.eos_ids)
+
+    def _decode(self, batch: _Batch, tokens: torch.Tensor) -> None:
+        batch.seen = F.pad(batch.seen, (0, 1), value=True)  # each row attends to its new token too
+        batch.logits_after, batch.logits_before = self.forward.logits(
+            batch.cache, tokens[:, None], batch.seen, batch.positions
+        )
+        batch.positions = batch.positions + 1
+        batch.steps = batch.steps + 1
+
+    def _admit(self, batch: _Batch | None, rows: list[Row]) -> _Batch:
+        """Prefill `rows` (each distinct prompt once) and add them to the running batch."""
+        incoming = self._prefill(rows)
+        if batch is None or not batch.rows:
+            return incoming
+        batch.extend(incoming)
+        return batch
+
+    def _prefill(self, rows: list[Row]) -> _Batch:
+        device, settings = self.pair.device, self.settings
+        prompts = list(dict.fromkeys(row.prompt for row in rows))
+        row_to_prompt = torch.tensor([prompts.index(row.prompt) for row in rows], device=device)  # [rows]
+        encoded = self.pair.tokenizer(prompts, return_tensors="pt", padding=True).to(device)
+        prompt_mask = encoded["attention_mask"].bool()  # [prompts, prompt_len]
+        # Position ids from the mask: a left-padded row then computes what it computes alone.
+        positions = (prompt_mask.cumsum(dim=-1) - 1).clamp(min=0)
+        cache = self.forward.new_cache()
+        logits_after, logits_before = self.forward.logits(cache, encoded["input_ids"], prompt_mask, positions)
+        cache.rows = len(prompts)  # what the forward just cached: one row per distinct prompt
+        cache.select(row_to_prompt)  # every row gets its prompt's cache
+        keys = [row_key(settings.seed, row.prompt_index, row.alpha, row.sample_index) for row in rows]
+        return _Batch(
+            rows=list(rows),
+            cache=cache,
+            keys=torch.tensor(keys, dtype=torch.int64, device=device),
+            alphas=torch.tensor([[row.alpha] for row in rows], dtype=torch.float32, device=device),
+            steps=torch.zeros(len(rows), dtype=torch.int64, device=device),
+            positions=positions[row_to_prompt, -1:] + 1,
+            seen=prompt_mask[row_to_prompt],
+            logits_after=logits_after[row_to_prompt],
+            logits_before=logits_before[row_to_prompt],
+            tokens=[[] for _ in rows],
+            ended=[False] * len(rows),
+        )
+
+
+def generate_batch(pair: ModelPair, rows: list[Row], settings: GenerationSettings) -> list[Completion]:
+    """Generate one completion per row, all in one batch of `len(rows)`, in the order of `rows`."""
+    completions: list[Completion] = []
+    ContinuousBatcher(pair, settings, max(1, len(rows)), Strategy(refill=False)).run(rows, completions.extend)
+    return completions

@@ -1,0 +1,94 @@
+"""Continuous batching: a row that ends gives its slot to the next row at once, and no completion changes;
+a base + LoRA pair computes both models' logits in one forward."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lda_core.batcher import CONTINUOUS, PREVIOUS, Strategy, generate_batch
+from lda_core.generate import Completion, GenerationSettings, Row
+from lda_core.models import ModelPair, load_model_pair
+from lda_core.runner import generate_rows
+from tests.tiny_models import build_tiny_adapter_pair, forward_shapes
+
+PROMPTS = [
+    "User: hi",
+    "User: What is the capital of France?\nAssistant:",
+    "The quick brown fox jumps over the lazy dog while the cat sleeps",
+    "Counting: one two",
+    "x y",  # every prompt is more than one token: a forward of one token per row is a decoding step
+    "Counting: six",
+]
+ALPHAS = [0.0, 1.0, 2.0]
+SAMPLED_TO_EOS = GenerationSettings(max_new_tokens=12, temperature=1.0, seed=5, stop_at_eos=True)
+
+
+def mixed_rows(count: int) -> list[Row]:
+    return [Row(i % len(PROMPTS), PROMPTS[i % len(PROMPTS)], ALPHAS[i % len(ALPHAS)], i) for i in range(count)]
+
+
+def by_key(completions: list[Completion]) -> dict[tuple, Completion]:
+    return {(c.prompt_index, c.alpha, c.sample_index): c for c in completions}
+
+
+def decoded_row_steps(shapes: list[tuple[int, int]]) -> int:
+    """Rows fed one new token, summed over the forwards: what decoding cost in slots."""
+    return sum(rows for rows, tokens in shapes if tokens == 1)
+
+
+def needed_row_steps(completions: list[Completion]) -> int:
+    """Every token a row generated is fed back except its last (EOS counts, and is cut from the text)."""
+    return sum(c.tokens if c.finish_reason == "eos" else c.tokens - 1 for c in completions)
+
+
+def test_rows_joining_a_running_batch_get_the_completions_they_get_alone(ending_pair: ModelPair) -> None:
+    rows = mixed_rows(24)
+    shapes, refilled = forward_shapes(
+        ending_pair.after, lambda: generate_rows(ending_pair, rows, SAMPLED_TO_EOS, batch_size=4)
+    )
+    alone = [generate_batch(ending_pair, [row], SAMPLED_TO_EOS)[0] for row in rows]
+
+    assert by_key(refilled) == by_key(alone)
+    assert len({c.tokens for c in alone}) >= 6  # rows really end at different steps, so slots free up unevenly
+    assert decoded_row_steps(shapes) == needed_row_steps(alone)  # no slot ever decoded for a row that had ended
+    assert max(rows for rows, _ in shapes) <= 4
+
+
+def test_without_refill_a_batch_holds_its_ended_rows_until_its_last_row_ends(ending_pair: ModelPair) -> None:
+    rows = mixed_rows(24)
+    shapes, fixed = forward_shapes(
+        ending_pair.after, lambda: generate_rows(ending_pair, rows, SAMPLED_TO_EOS, batch_size=4, strategy=PREVIOUS)
+    )
+    assert by_key(fixed) == by_key(generate_rows(ending_pair, rows, SAMPLED_TO_EOS, batch_size=4))
+    assert decoded_row_steps(shapes) > needed_row_steps(fixed)
+    assert {rows for rows, tokens in shapes if tokens == 1} == {4}
+
+
+@pytest.fixture(scope="module")
+def adapter_pair(tmp_path_factory: pytest.TempPathFactory) -> ModelPair:
+    base, adapter, _ = build_tiny_adapter_pair(tmp_path_factory.mktemp("adapter"))
+    return load_model_pair(str(base), adapter=str(adapter))
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_an_adapter_pair_runs_after_and_before_rows_in_one_forward(adapter_pair: ModelPair, temperature: float) -> None:
+    rows = mixed_rows(12)
+    settings = GenerationSettings(max_new_tokens=8, temperature=temperature, seed=3)
+    one_shapes, one_pass = forward_shapes(adapter_pair.after, lambda: generate_rows(adapter_pair, rows, settings))
+    two_shapes, two_passes = forward_shapes(
+        adapter_pair.after, lambda: generate_rows(adapter_pair, rows, settings, strategy=Strategy(one_pass=False))
+    )
+
+    assert by_key(one_pass) == by_key(two_passes)
+    assert len(two_shapes) == 2 * len(one_shapes)  # the base weights are read once per step, not twice
+    assert [rows for rows, tokens in one_shapes if tokens == 1] == [2 * len(rows)] * (settings.max_new_tokens - 1)
+    assert CONTINUOUS.one_pass
+
+
+def test_a_full_fine_tune_pair_runs_two_models(tiny_pair_dirs: tuple[Path, Path]) -> None:
+    pair = load_model_pair(*map(str, tiny_pair_dirs))
+    rows = mixed_rows(3)
+    shapes, _ = forward_shapes(pair.before, lambda: generate_rows(pair, rows, GenerationSettings(max_new_tokens=3)))
+    assert [rows for rows, _ in shapes] == [len(PROMPTS[:3]), 3, 3]  # the before-model runs on its own
