@@ -11,20 +11,72 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 
-from lda_core.generate import Completion, GenerationSettings, Row, completion_of, eos_token_ids, next_tokens
+from lda_core.generate import (
+    Completion,
+    GenerationSettings,
+    Row,
+    RowSampling,
+    completion_of,
+    eos_token_ids,
+    next_tokens,
+)
 from lda_core.models import ModelPair
 from lda_core.pair_forward import PairCache, pair_forward
 from lda_core.rng import row_key
 
-CANCEL_CHECK_STEPS = 8  # ask `should_stop` every this many decoding steps
+CANCEL_CHECK_STEPS = 8  # ask the source which rows were cancelled every this many decoding steps
 
 
 class GenerationCancelled(Exception):
     """`should_stop` asked to stop."""
+
+
+class RowSource(Protocol):
+    """Where a continuous batch gets its rows and sends its completions.
+
+    A fixed list (`RowList`) for one call, or the worker's ledger: rows of several chunks and
+    requests, each with its own settings, joining as they are claimed.
+    """
+
+    def take(self, count: int) -> list[Row]:
+        """Up to `count` rows to start now, without waiting; [] when none is ready (the run ends once
+        its batch is empty and the source has none)."""
+
+    def finished(self, completions: list[Completion]) -> None:
+        """Rows that ended."""
+
+    def cancelled(self, rows: list[Row]) -> list[bool]:
+        """Which of the running `rows` to drop now, unfinished (their request was cancelled)."""
+
+
+class RowList:
+    """A list of rows as a source: taken in order; `should_stop` cancels the whole run."""
+
+    def __init__(
+        self,
+        rows: list[Row],
+        on_completions: Callable[[list[Completion]], None],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        self.pending, self.on_completions, self.should_stop = list(rows), on_completions, should_stop
+
+    def take(self, count: int) -> list[Row]:
+        taken, self.pending = self.pending[:count], self.pending[count:]
+        return taken
+
+    def finished(self, completions: list[Completion]) -> None:
+        if completions:
+            self.on_completions(completions)
+
+    def cancelled(self, rows: list[Row]) -> list[bool]:
+        if self.should_stop is not None and self.should_stop():
+            raise GenerationCancelled()
+        return [False] * len(rows)
 
 
 @dataclass(frozen=True)
@@ -45,8 +97,11 @@ class _Batch:
 
     rows: list[Row]
     cache: PairCache
+    settings: list[GenerationSettings]
     keys: torch.Tensor  # [rows] int64: each row's random stream
     alphas: torch.Tensor  # [rows, 1]
+    temperatures: torch.Tensor  # [rows]
+    top_ps: torch.Tensor  # [rows]
     steps: torch.Tensor  # [rows] int64: tokens generated so far
     positions: torch.Tensor  # [rows, 1]: the next token's position
     seen: torch.Tensor  # [rows, keys] bool: which cached keys each row attends to
@@ -58,9 +113,10 @@ class _Batch:
     def keep(self, kept: list[int]) -> None:
         index = torch.tensor(kept, dtype=torch.long, device=self.keys.device)
         self.cache.select(index)
-        self.rows = [self.rows[i] for i in kept]
+        self.rows, self.settings = [self.rows[i] for i in kept], [self.settings[i] for i in kept]
         self.tokens, self.ended = [self.tokens[i] for i in kept], [self.ended[i] for i in kept]
-        for name in ("keys", "alphas", "steps", "positions", "seen", "logits_after", "logits_before"):
+        for name in ("keys", "alphas", "temperatures", "top_ps", "steps", "positions", "seen", "logits_after",
+                     "logits_before"):
             setattr(self, name, getattr(self, name)[index])
         self._drop_unattended_columns()
 
@@ -68,9 +124,17 @@ class _Batch:
         width = max(self.seen.shape[1], other.seen.shape[1])
         self.seen = torch.cat([_pad_left(self.seen, width), _pad_left(other.seen, width)])
         self.cache.append(other.cache)
-        self.rows, self.tokens, self.ended = self.rows + other.rows, self.tokens + other.tokens, self.ended + other.ended
-        for name in ("keys", "alphas", "steps", "positions", "logits_after", "logits_before"):
+        self.rows, self.settings = self.rows + other.rows, self.settings + other.settings
+        self.tokens, self.ended = self.tokens + other.tokens, self.ended + other.ended
+        for name in ("keys", "alphas", "temperatures", "top_ps", "steps", "positions", "logits_after", "logits_before"):
             setattr(self, name, torch.cat([getattr(self, name), getattr(other, name)]))
+
+    def sampling(self) -> GenerationSettings | RowSampling:
+        """The rows' temperature and top-p: one setting when they share it (the common, faster case)."""
+        first = self.settings[0]
+        if all((s.temperature, s.top_p) == (first.temperature, first.top_p) for s in self.settings):
+            return first
+        return RowSampling(self.temperatures, self.top_ps)
 
     def _drop_unattended_columns(self) -> None:
         """Cut the left padding that only departed rows needed."""
@@ -87,7 +151,8 @@ def _pad_left(mask: torch.Tensor, width: int) -> torch.Tensor:
 
 
 class ContinuousBatcher:
-    """Generates rows `batch_size` at a time, refilling slots as rows end (see `Strategy`)."""
+    """Generates rows `batch_size` at a time, refilling slots as rows end (see `Strategy`). A row runs
+    with its own settings where it has them (`Row.settings`), else with the batcher's."""
 
     def __init__(
         self, pair: ModelPair, settings: GenerationSettings, batch_size: int, strategy: Strategy = CONTINUOUS
@@ -99,37 +164,41 @@ class ContinuousBatcher:
         self.refill_at = max(1, batch_size // 8)
 
     @torch.inference_mode()
-    def run(
-        self,
-        rows: list[Row],
-        on_completions: Callable[[list[Completion]], None],
-        should_stop: Callable[[], bool] | None = None,
-    ) -> None:
-        """Generate every row in order of admission, calling `on_completions` as rows end."""
-        pending, batch, steps = list(rows), None, 0
-        while pending or (batch is not None and batch.rows):
-            if should_stop is not None and steps % CANCEL_CHECK_STEPS == 0 and should_stop():
-                raise GenerationCancelled()
-            if pending and self._has_room(batch, len(pending)):
-                room = self._room(batch)
-                batch, pending = self._admit(batch, pending[:room]), pending[room:]
-            on_completions(self._step(batch))
+    def run(self, source: RowSource) -> None:
+        """Generate rows from `source` until its batch is empty and it has no more, reporting rows as they end."""
+        batch, steps = None, 0
+        while True:
+            if batch is not None and batch.rows and steps % CANCEL_CHECK_STEPS == 0:
+                self._drop_cancelled(batch, source)
+            if self._has_room(batch):
+                incoming = source.take(self._room(batch))
+                if incoming:
+                    batch = self._admit(batch, incoming)
+            if batch is None or not batch.rows:
+                return
+            source.finished(self._step(batch))
             steps += 1
 
     def _room(self, batch: _Batch | None) -> int:
         return self.batch_size - (len(batch.rows) if batch is not None else 0)
 
-    def _has_room(self, batch: _Batch | None, pending: int) -> bool:
+    def _has_room(self, batch: _Batch | None) -> bool:
         if batch is None or not batch.rows:
             return True
-        return self.strategy.refill and self._room(batch) >= min(pending, self.refill_at)
+        return self.strategy.refill and self._room(batch) >= self.refill_at
+
+    def _drop_cancelled(self, batch: _Batch, source: RowSource) -> None:
+        dropped = source.cancelled(batch.rows)
+        if any(dropped):
+            batch.keep([i for i, drop in enumerate(dropped) if not drop])
 
     def _step(self, batch: _Batch) -> list[Completion]:
         """Sample one token per row, let ended rows leave, and feed the others' tokens to the models."""
-        sampled = next_tokens(batch.logits_after, batch.logits_before, batch.alphas, batch.keys, batch.steps, self.settings)
+        sampled = next_tokens(batch.logits_after, batch.logits_before, batch.alphas, batch.keys, batch.steps,
+                              batch.sampling())
         for index, token in enumerate(sampled.tolist()):
             batch.tokens[index].append(token)
-            batch.ended[index] = batch.ended[index] or self._ends(batch.tokens[index], token)
+            batch.ended[index] = batch.ended[index] or self._ends(batch.settings[index], batch.tokens[index], token)
         ended = batch.ended
         leaving = ended if self.strategy.refill or all(ended) else [False] * len(ended)
         done = [completion_of(self.pair, row, tokens, self.eos_ids)
@@ -142,9 +211,9 @@ class ContinuousBatcher:
             self._decode(batch, sampled)
         return done
 
-    def _ends(self, tokens: list[int], token: int) -> bool:
+    def _ends(self, settings: GenerationSettings, tokens: list[int], token: int) -> bool:
         """Whether the row ends with `token`, the latest of its `tokens`."""
-        return len(tokens) >= self.settings.max_new_tokens or (self.settings.stop_at_eos and token in self.eos_ids)
+        return len(tokens) >= settings.max_new_tokens or (settings.stop_at_eos and token in self.eos_ids)
 
     def _decode(self, batch: _Batch, tokens: torch.Tensor) -> None:
         batch.seen = F.pad(batch.seen, (0, 1), value=True)  # each row attends to its new token too
@@ -163,7 +232,8 @@ class ContinuousBatcher:
         return batch
 
     def _prefill(self, rows: list[Row]) -> _Batch:
-        device, settings = self.pair.device, self.settings
+        device = self.pair.device
+        settings = [row.settings or self.settings for row in rows]
         prompts = list(dict.fromkeys(row.prompt for row in rows))
         row_to_prompt = torch.tensor([prompts.index(row.prompt) for row in rows], device=device)  # [rows]
         encoded = self.pair.tokenizer(prompts, return_tensors="pt", padding=True).to(device)
@@ -174,12 +244,16 @@ class ContinuousBatcher:
         logits_after, logits_before = self.forward.logits(cache, encoded["input_ids"], prompt_mask, positions)
         cache.rows = len(prompts)  # what the forward just cached: one row per distinct prompt
         cache.select(row_to_prompt)  # every row gets its prompt's cache
-        keys = [row_key(settings.seed, row.prompt_index, row.alpha, row.sample_index) for row in rows]
+        keys = [row_key(own.seed, row.prompt_index, row.alpha, row.sample_index)
+                for row, own in zip(rows, settings, strict=True)]
         return _Batch(
             rows=list(rows),
             cache=cache,
+            settings=settings,
             keys=torch.tensor(keys, dtype=torch.int64, device=device),
             alphas=torch.tensor([[row.alpha] for row in rows], dtype=torch.float32, device=device),
+            temperatures=torch.tensor([own.temperature for own in settings], dtype=torch.float32, device=device),
+            top_ps=torch.tensor([own.top_p for own in settings], dtype=torch.float32, device=device),
             steps=torch.zeros(len(rows), dtype=torch.int64, device=device),
             positions=positions[row_to_prompt, -1:] + 1,
             seen=prompt_mask[row_to_prompt],
@@ -193,5 +267,5 @@ class ContinuousBatcher:
 def generate_batch(pair: ModelPair, rows: list[Row], settings: GenerationSettings) -> list[Completion]:
     """Generate one completion per row, all in one batch of `len(rows)`, in the order of `rows`."""
     completions: list[Completion] = []
-    ContinuousBatcher(pair, settings, max(1, len(rows)), Strategy(refill=False)).run(rows, completions.extend)
+    ContinuousBatcher(pair, settings, max(1, len(rows)), Strategy(refill=False)).run(RowList(rows, completions.extend))
     return completions

@@ -15,12 +15,18 @@ from lda_core.sampling import sample_tokens
 
 @dataclass(frozen=True)
 class Row:
-    """One completion to generate. `prompt` is the exact text fed to the models (template applied)."""
+    """One completion to generate. `prompt` is the exact text fed to the models (template applied).
+
+    `settings` (None: the run's) lets rows of different requests share one batch; `tag` is the
+    caller's, carried through untouched (the worker's chunk or request the row belongs to).
+    """
 
     prompt_index: int
     prompt: str
     alpha: float
     sample_index: int
+    settings: GenerationSettings | None = None
+    tag: object = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,14 @@ class GenerationSettings:
 
 
 @dataclass(frozen=True)
+class RowSampling:
+    """Temperature and top-p of each row of a batch (`[rows]` tensors), for rows of different requests."""
+
+    temperature: torch.Tensor
+    top_p: torch.Tensor
+
+
+@dataclass(frozen=True)
 class Completion:
     """A generated answer, cut at its first EOS: what follows EOS is not the model's answer."""
 
@@ -48,11 +62,12 @@ class Completion:
     finish_reason: str  # "eos", "length", or "error" when the row could not run
     token_ids: tuple[int, ...]
     error: str | None = None  # why the row could not run: the rest of its batch runs on without it
+    tag: object = None  # the row's `tag`
 
     @classmethod
-    def failed(cls, prompt_index: int, alpha: float, sample_index: int, reason: str) -> Completion:
+    def failed(cls, row: Row, reason: str) -> Completion:
         """A row that could not run, stored as such so progress counts it and rates leave it out."""
-        return cls(prompt_index, alpha, sample_index, "", 0, "error", (), reason)
+        return cls(row.prompt_index, row.alpha, row.sample_index, "", 0, "error", (), reason, row.tag)
 
 
 def eos_token_ids(pair: ModelPair) -> set[int]:
@@ -69,11 +84,12 @@ def next_tokens(
     alphas: torch.Tensor,
     row_keys: torch.Tensor,
     step: int | torch.Tensor,
-    settings: GenerationSettings,
+    settings: GenerationSettings | RowSampling,
 ) -> torch.Tensor:
     """Amplify and sample one token per row: logits `[rows, vocab]`, alphas `[rows, 1]` -> `[rows]`.
 
-    `step` is the rows' shared decoding step, or each row's own (int64 `[rows]`).
+    `step` is the rows' shared decoding step, or each row's own (int64 `[rows]`); `settings` gives
+    every row the same temperature and top-p, or (`RowSampling`) each row its own.
 
     No model and no cache: a row's token depends only on its logits, its alpha, its key and `step`,
     never on the batch around it.
@@ -94,4 +110,5 @@ def completion_of(pair: ModelPair, row: Row, token_ids: list[int], eos_ids: set[
         tokens=len(kept),
         finish_reason="length" if cut is None else "eos",
         token_ids=tuple(kept),
+        tag=row.tag,
     )

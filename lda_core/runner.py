@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 
 from lda_core.batch_sizing import BatchSizer
-from lda_core.batcher import CONTINUOUS, ContinuousBatcher, Strategy
+from lda_core.batcher import CONTINUOUS, ContinuousBatcher, RowList, Strategy
 from lda_core.context_window import context_window
 from lda_core.generate import Completion, GenerationSettings, Row
 from lda_core.models import ModelPair
@@ -30,7 +30,7 @@ def _key_order(row: Row | Completion) -> tuple[int, float, int]:
 
 
 def _failed_row(row: Row, reason: str) -> Completion:
-    return Completion.failed(row.prompt_index, row.alpha, row.sample_index, reason)
+    return Completion.failed(row, reason)
 
 
 def prompt_tokens(pair: ModelPair, rows: list[Row]) -> dict[str, int]:
@@ -88,7 +88,7 @@ def generate_rows(
     size = sizer.size_for(max((lengths[row.prompt] for row in pending), default=0), settings.max_new_tokens)
     while pending:
         try:
-            ContinuousBatcher(pair, settings, size, strategy).run(pending, collect, should_stop)
+            ContinuousBatcher(pair, settings, size, strategy).run(RowList(pending, collect, should_stop))
             pending = []
         except (torch.OutOfMemoryError, RuntimeError) as error:
             if not is_out_of_memory(error):

@@ -7,13 +7,19 @@ class NoSampleableTokenError(ValueError):
     """Every logit of a row is -inf (or NaN): there is nothing to sample."""
 
 
-def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Set to -inf every logit outside the smallest set whose probability reaches `top_p`.
+def _per_row(value: float | torch.Tensor, logits: torch.Tensor) -> float | torch.Tensor:
+    """A setting as is, or a `[rows]` tensor of one per row shaped to broadcast over `[rows, vocab]`."""
+    return value[:, None].to(logits) if isinstance(value, torch.Tensor) else value
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float | torch.Tensor) -> torch.Tensor:
+    """Set to -inf every logit outside the smallest set whose probability reaches `top_p` (a float, or `[rows]`).
 
     The most likely token is always kept, so a row never loses all its tokens.
     """
-    if top_p >= 1.0:
+    if bool((torch.as_tensor(top_p) >= 1.0).all()):
         return logits
+    top_p = _per_row(top_p, logits)
     sorted_logits, sorted_indices = torch.sort(logits, descending=True, dim=-1)
     sorted_probs = torch.softmax(sorted_logits, dim=-1)
     # Drop a token once the tokens before it already reach top_p (never the first: top_p 0 is greedy).
@@ -32,11 +38,17 @@ def sampleable_logits(logits: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def logits_to_probs(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0) -> torch.Tensor:
-    """Probabilities after temperature and top-p, in float32. Refuses rows with nothing to sample."""
+def logits_to_probs(
+    logits: torch.Tensor, temperature: float | torch.Tensor = 1.0, top_p: float | torch.Tensor = 1.0
+) -> torch.Tensor:
+    """Probabilities after temperature and top-p (floats, or `[rows]` tensors), in float32. Refuses rows
+    with nothing to sample."""
     logits = sampleable_logits(logits)
+    temperature = _per_row(temperature.clamp(min=1e-5), logits) if isinstance(temperature, torch.Tensor) else max(
+        temperature, 1e-5
+    )
     # Shifting each row's maximum to 0 first keeps a huge logit from overflowing to inf at low temperature.
-    logits = (logits - logits.amax(dim=-1, keepdim=True)) / max(temperature, 1e-5)
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
     return torch.softmax(top_p_filter(logits, top_p), dim=-1)
 
 
@@ -55,22 +67,27 @@ def sample_from_uniforms(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.T
 
 def sample_tokens(
     logits: torch.Tensor,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
+    temperature: float | torch.Tensor = 1.0,
+    top_p: float | torch.Tensor = 1.0,
     uniforms: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Sample one token per row: `[batch, vocab]` -> `[batch]`, `[vocab]` -> a 0-d tensor.
 
-    Temperature 0 is greedy. `uniforms` (`[batch]`, in [0, 1)) makes the draw a pure function of
-    the caller's random numbers; without it, `generator` (or torch's global one) supplies them.
+    Temperature 0 is greedy. `temperature` and `top_p` are one value for every row or `[batch]`
+    tensors (rows of different requests in one batch). `uniforms` (`[batch]`, in [0, 1)) makes the
+    draw a pure function of the caller's random numbers; without it, `generator` (or torch's global
+    one) supplies them.
     """
     batched = logits.unsqueeze(0) if logits.dim() == 1 else logits
-    if temperature == 0:
+    greedy = torch.as_tensor(temperature, device=batched.device) == 0
+    if bool(greedy.all()):
         tokens = sampleable_logits(batched).argmax(dim=-1)
     else:
         probs = logits_to_probs(batched, temperature, top_p)
         if uniforms is None:
             uniforms = torch.rand(probs.shape[0], generator=generator, device=probs.device)
         tokens = sample_from_uniforms(probs, uniforms.reshape(-1))
+        if bool(greedy.any()):  # some rows of the batch are greedy
+            tokens = torch.where(greedy, sampleable_logits(batched).argmax(dim=-1), tokens)
     return tokens[0] if logits.dim() == 1 else tokens

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lda_core.batcher import CONTINUOUS, PREVIOUS, Strategy, generate_batch
+from lda_core.batcher import CONTINUOUS, PREVIOUS, ContinuousBatcher, RowList, Strategy, generate_batch
 from lda_core.generate import Completion, GenerationSettings, Row
 from lda_core.models import ModelPair, load_model_pair
 from lda_core.runner import generate_rows
@@ -92,3 +92,41 @@ def test_a_full_fine_tune_pair_runs_two_models(tiny_pair_dirs: tuple[Path, Path]
     rows = mixed_rows(3)
     shapes, _ = forward_shapes(pair.before, lambda: generate_rows(pair, rows, GenerationSettings(max_new_tokens=3)))
     assert [rows for rows, _ in shapes] == [len(PROMPTS[:3]), 3, 3]  # the before-model runs on its own
+
+
+OWN_SETTINGS = [  # rows of different requests in one batch: each keeps its own settings
+    GenerationSettings(max_new_tokens=12, temperature=1.0, seed=5, stop_at_eos=True),
+    GenerationSettings(max_new_tokens=4, temperature=0.0),
+    GenerationSettings(max_new_tokens=9, temperature=0.7, top_p=0.8, seed=2),
+]
+
+
+def test_rows_with_their_own_settings_share_a_batch_and_get_their_lone_completions(ending_pair: ModelPair) -> None:
+    rows = [Row(r.prompt_index, r.prompt, r.alpha, r.sample_index, OWN_SETTINGS[i % 3], tag=i)
+            for i, r in enumerate(mixed_rows(18))]
+    together: list[Completion] = []
+    ContinuousBatcher(ending_pair, GenerationSettings(), batch_size=5).run(RowList(rows, together.extend))
+    alone = [generate_batch(ending_pair, [row], row.settings)[0] for row in rows]
+
+    assert sorted(together, key=lambda c: c.tag) == alone
+    # The greedy request stops at its own max_new_tokens while others in the batch run longer.
+    assert max(c.tokens for c in together if c.tag % 3 == 1) <= 4 < max(c.tokens for c in together)
+
+
+class CancellingSource(RowList):
+    """Drops the running rows of sample 1 after the first check, as a cancelled request's rows are."""
+
+    def cancelled(self, rows: list[Row]) -> list[bool]:
+        self.checks = getattr(self, "checks", 0) + 1
+        return [self.checks > 1 and row.tag == "cancel me" for row in rows]
+
+
+def test_a_cancelled_requests_rows_leave_the_batch_and_the_others_run_on(ending_pair: ModelPair) -> None:
+    settings = GenerationSettings(max_new_tokens=20, temperature=1.0, seed=1)
+    rows = [Row(r.prompt_index, r.prompt, r.alpha, r.sample_index, tag="cancel me" if i % 2 else "keep")
+            for i, r in enumerate(mixed_rows(6))]
+    completions: list[Completion] = []
+    ContinuousBatcher(ending_pair, settings, batch_size=6).run(CancellingSource(rows, completions.extend))
+
+    assert {c.tag for c in completions} == {"keep"} and len(completions) == 3
+    assert completions == [c for c in generate_rows(ending_pair, rows, settings) if c.tag == "keep"]

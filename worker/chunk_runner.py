@@ -60,7 +60,7 @@ def _rows_of(claim: ChunkClaim, tokenizer: PreTrainedTokenizerBase) -> tuple[lis
             runnable.append(Row(row.prompt_index, prompt, row.alpha, row.sample_index))
         else:
             reason = f"prompt could not be formatted: {type(prompt).__name__}: {prompt}"
-            refused.append(Completion.failed(row.prompt_index, row.alpha, row.sample_index, reason))
+            refused.append(Completion.failed(Row(row.prompt_index, "", row.alpha, row.sample_index), reason))
     return runnable, refused
 
 
