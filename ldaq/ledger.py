@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ldaq.rows import RowId, rows_in_range
@@ -150,8 +150,13 @@ def renew_lease(session: Session, chunk_id: int, owner: str, lease_seconds: floa
     return result.rowcount == 1
 
 
-def cancel_requested(session: Session, experiment_id: str) -> bool:
-    return bool(session.scalar(select(Experiment.cancel_requested).where(Experiment.id == experiment_id)))
+def cancelled_among(session: Session, experiment_ids: set[str]) -> set[str]:
+    """Which of these experiments a client has asked to cancel (one indexed read, whatever their number)."""
+    if not experiment_ids:
+        return set()
+    return set(session.scalars(
+        select(Experiment.id).where(Experiment.id.in_(experiment_ids), Experiment.cancel_requested.is_(True))
+    ))
 
 
 def complete_chunk(
@@ -263,11 +268,10 @@ def request_cancel(session: Session, experiment: Experiment) -> None:
     refresh_experiment_status(session, experiment)
 
 
-def chunk_seconds(session: Session, experiment_id: str) -> tuple[float, float]:
-    """Wall seconds of the experiment's successful chunk runs, and of those inside generation."""
-    run, model = session.execute(
-        select(func.coalesce(func.sum(Chunk.run_seconds), 0.0), func.coalesce(func.sum(Chunk.model_seconds), 0.0)).where(
-            Chunk.experiment_id == experiment_id, Chunk.status == "succeeded"
+def chunk_intervals(session: Session, experiment_id: str) -> list[tuple[datetime, datetime]]:
+    """When each of the experiment's finished chunks was held by a worker: claimed, then written."""
+    return [(started, finished) for started, finished in session.execute(
+        select(Chunk.started_at, Chunk.finished_at).where(
+            Chunk.experiment_id == experiment_id, Chunk.status == "succeeded", Chunk.started_at.is_not(None)
         )
-    ).one()
-    return float(run), float(model)
+    )]

@@ -1,4 +1,4 @@
-"""A real `ldaq worker` whose generation kills its own process on any chunk holding "POISON".
+"""A real `ldaq worker` whose generation kills its own process when a row holding "POISON" joins the batch.
 
 It stands for a chunk that crashes its worker every time (a segfault in a kernel, an OOM kill).
 """
@@ -6,18 +6,18 @@ It stands for a chunk that crashes its worker every time (a segfault in a kernel
 import os
 import signal
 
-import lda_core.runner
+from lda_core.batcher import ContinuousBatcher
 
-_real_generate_rows = lda_core.runner.generate_rows
+_real_admit = ContinuousBatcher._admit
 
 
-def _generate_rows_or_die(pair, rows, *args, **kwargs):
+def _admit_or_die(self, batch, rows):
     if any("POISON" in row.prompt for row in rows):
         os.kill(os.getpid(), signal.SIGKILL)
-    return _real_generate_rows(pair, rows, *args, **kwargs)
+    return _real_admit(self, batch, rows)
 
 
-lda_core.runner.generate_rows = _generate_rows_or_die
+ContinuousBatcher._admit = _admit_or_die
 
 if __name__ == "__main__":
     from cli.main import cli

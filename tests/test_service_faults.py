@@ -47,8 +47,10 @@ def test_chunk_that_kills_its_worker_fails_after_max_attempts(embedded_service):
 
     assert finished["status"] == "partial"
     assert "attempts" in finished["error"]
-    attempts = {chunk.chunk_index: (chunk.status, chunk.attempts) for chunk in embedded_service.chunks(experiment["id"])}
-    assert attempts == {0: ("succeeded", 1), 1: ("failed", 3)}
+    chunks = {chunk.chunk_index: chunk for chunk in embedded_service.chunks(experiment["id"])}
+    assert (chunks[1].status, chunks[1].attempts) == ("failed", 3)
+    # The fine chunk may have shared a batch with the poison and died with it once; retried, it runs alone.
+    assert chunks[0].status == "succeeded" and chunks[0].attempts <= 2
     assert worker.poll() is None, "the worker's parent survives its child's deaths"
 
 

@@ -1,51 +1,86 @@
-"""What a woken worker does: run its pair's queued work from the ledger until none is left.
+"""What a woken worker does: keep one continuous batch running over its pair's queued work until none
+is left.
 
-The broker's message only wakes the worker; which work to do comes from the ledger. Between
-chunks the worker serves queued POST /generate requests first, so a client waiting on one never
-waits behind the rest of a long experiment.
+The broker's message only wakes the worker; which work to do comes from the ledger, through
+`LedgerRowSource`: chunks claimed ahead, rows of several chunks in one batch, POST /generate
+requests joining the running batch within a poll.
 """
 
 from __future__ import annotations
 
+import logging
+
+import torch
+
+from lda_core.batch_sizing import BatchSizer
+from lda_core.batcher import ContinuousBatcher
+from lda_core.generate import GenerationSettings
+from lda_core.models import ModelPair
+from lda_core.runner import OUT_OF_MEMORY_ALONE, is_out_of_memory, release_cached_memory
 from ldaq import ledger
-from ldaq.direct_generation import claim_next_direct_generation
-from worker.chunk_runner import run_claimed_chunk
+from ldaq.direct_generation import claim_next_direct_generation, record_direct_generation
 from worker.context import WorkerContext
-from worker.direct import answer_direct_generation
+from worker.retry import RetryLater
+from worker.row_source import LedgerRowSource
+
+log = logging.getLogger("ldaq.worker")
+UNUSED_DEFAULTS = GenerationSettings()  # every row the source gives carries its own settings
 
 
 def drain(context: WorkerContext, model_pair: str) -> int:
-    """Run the pair's direct generations and queued chunks until none is left; returns the chunks run."""
-    chunks_run = 0
-    while True:
-        if _serve_direct_generation(context, model_pair):
-            continue
-        settings = context.settings
-        with context.database.transaction() as session:
-            claim = ledger.claim_next_chunk(session, model_pair, context.owner, settings.lease_seconds, settings.max_attempts)
-        if claim is None:
-            return chunks_run
-        if chunks_run == 0:
-            _wake_another_worker(context, model_pair)
-        run_claimed_chunk(context, claim)
-        chunks_run += 1
+    """Run the pair's direct generations and queued chunks until none is left; returns the chunks written."""
+    try:
+        pair = context.models.get(model_pair)
+    except Exception as error:  # weights missing, a mismatched adapter, no memory for the model
+        _cannot_load(context, model_pair, f"{type(error).__name__}: {error}")
+        return 0
+    with LedgerRowSource(context, model_pair, pair) as source:
+        _run(pair, context.models.batch_sizer(model_pair), source)
+    return source.chunks_written
 
 
-def _serve_direct_generation(context: WorkerContext, model_pair: str) -> bool:
-    with context.database.transaction() as session:
-        claimed = claim_next_direct_generation(session, model_pair)
-    if claimed is None:
-        return False
-    answer_direct_generation(context, *claimed)
-    return True
+def _run(pair: ModelPair, sizer: BatchSizer, source: LedgerRowSource) -> None:
+    """Continuous batches until the source runs dry; out of memory halves the batch (rows in flight start
+    again), a row that does not fit alone is an error row, any other error releases every chunk held."""
+    size = None
+    while source.has_work():
+        size = size or sizer.size_for(*source.shape())
+        source.target_rows = size
+        try:
+            ContinuousBatcher(pair, UNUSED_DEFAULTS, size).run(source)
+        except (torch.OutOfMemoryError, RuntimeError) as error:
+            if not is_out_of_memory(error):
+                _give_up(source, error)
+                return
+            release_cached_memory(pair)
+            if size > 1:
+                source.requeue_in_flight()
+                size = sizer.out_of_memory(size)
+            else:
+                source.fail_in_flight(OUT_OF_MEMORY_ALONE)
+        except Exception as error:
+            _give_up(source, error)
+            return
 
 
-def _wake_another_worker(context: WorkerContext, model_pair: str) -> None:
-    """Pass the bell on while work remains, so an idle worker on another GPU joins in.
+def _cannot_load(context: WorkerContext, model_pair: str, reason: str) -> None:
+    """The pair would not load: waiting direct requests get the reason, and the next chunk uses up one
+    attempt with it (as any failed run does), so an experiment on a pair that never loads ends failed."""
+    log.error("cannot load model pair %s: %s", model_pair, reason)
+    database, settings = context.database, context.settings
+    while (claimed := database.when_answering(lambda session: claim_next_direct_generation(session, model_pair))):
+        database.when_answering(lambda session, request_id=claimed[0]: record_direct_generation(
+            session, request_id, None, reason))
+    claim = database.when_answering(lambda session: ledger.claim_next_chunk(
+        session, model_pair, context.owner, settings.lease_seconds, settings.max_attempts))
+    if claim is not None and database.when_answering(
+        lambda session: ledger.release_for_retry(session, claim.chunk_id, reason, settings.max_attempts)
+    ):
+        raise RetryLater(reason)
 
-    Each woken worker rings at most once per wake, so messages grow with workers, not chunks.
-    """
-    with context.database.read() as session:
-        more = ledger.queued_chunks_remain(session, model_pair)
-    if more:
-        context.doorbell.try_ring(model_pair)
+
+def _give_up(source: LedgerRowSource, error: BaseException) -> None:
+    """Every chunk held goes back to the queue; while any has attempts left, the wake is retried with backoff."""
+    log.exception("the batch failed: %s", error)
+    if source.fail_all(f"{type(error).__name__}: {error}"):
+        raise RetryLater(str(error)) from error

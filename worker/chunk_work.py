@@ -1,0 +1,129 @@
+"""A claimed chunk or POST /generate request as rows for the batch, and its completions as what the
+ledger stores. Pure conversions: no database, no threads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import PreTrainedTokenizerBase
+
+from lda_core.detect import Detection, Detector
+from lda_core.generate import Completion, GenerationSettings, Row
+from lda_core.prompts import format_prompt
+from ldaq.ledger import ChunkClaim
+
+NOT_DETECTED = Detection(False, None)
+
+
+def generation_settings(params: dict) -> GenerationSettings:
+    """lda_core's GenerationSettings from stored request parameters (an experiment's or /generate's)."""
+    return GenerationSettings(
+        max_new_tokens=params["max_new_tokens"],
+        temperature=params["temperature"],
+        top_p=params["top_p"],
+        seed=params["seed"],
+        stop_at_eos=params["stop_at_eos"],
+    )
+
+
+@dataclass
+class Work:
+    """Rows of one chunk or request in the worker's hands: what they are, and what has come back."""
+
+    tag: tuple[str, object]  # ("chunk", chunk id) or ("direct", request id): every row of it carries it
+    rows: list[Row]  # the rows to generate
+    expected: int  # completions it needs before it can be written, errors included
+    claim: ChunkClaim | None = None  # for a chunk
+    request: dict | None = None  # for a direct request
+    done: list[Completion] = field(default_factory=list)
+    claimed_at: float = 0.0
+    first_started_at: float | None = None
+    last_finished_at: float | None = None
+
+    @property
+    def complete(self) -> bool:
+        return len(self.done) >= self.expected
+
+    @property
+    def retried(self) -> bool:
+        """A chunk on its second attempt or later: its last run may have killed its worker."""
+        return self.claim is not None and self.claim.attempt > 1
+
+    @property
+    def experiment_id(self) -> str | None:
+        return self.claim.experiment_id if self.claim is not None else None
+
+
+def _formatted(prompt: str, tokenizer: PreTrainedTokenizerBase, params: dict) -> str | Exception:
+    """The prompt as the models see it, or why it could not be formatted (a chat template that fails on it)."""
+    try:
+        return format_prompt(prompt, tokenizer, params.get("prompt_template"), params.get("chat_template", False))
+    except Exception as error:  # a template's own error, whatever its type: only this prompt's rows fail
+        return error
+
+
+def chunk_work(claim: ChunkClaim, tokenizer: PreTrainedTokenizerBase, claimed_at: float) -> Work:
+    """A claimed chunk's rows, each with the experiment's settings; rows whose prompt cannot be
+    formatted are already done, as error completions."""
+    tag, settings = ("chunk", claim.chunk_id), generation_settings(claim.params)
+    formatted = {index: _formatted(prompt, tokenizer, claim.params) for index, prompt in claim.prompts.items()}
+    work = Work(tag, [], len(claim.rows), claim=claim, claimed_at=claimed_at)
+    for row_id in claim.rows:
+        prompt = formatted[row_id.prompt_index]
+        row = Row(row_id.prompt_index, prompt if isinstance(prompt, str) else "", row_id.alpha, row_id.sample_index,
+                  settings, tag)
+        if isinstance(prompt, str):
+            work.rows.append(row)
+        else:
+            work.done.append(Completion.failed(row, f"prompt could not be formatted: {type(prompt).__name__}: {prompt}"))
+    return work
+
+
+def direct_work(request_id: str, request: dict, claimed_at: float) -> Work:
+    """A POST /generate request's rows: its prompts as given, at one alpha, ending at EOS."""
+    tag, settings = ("direct", request_id), generation_settings({**request, "stop_at_eos": True})
+    rows = [Row(i, prompt, float(request["alpha"]), 0, settings, tag) for i, prompt in enumerate(request["prompts"])]
+    return Work(tag, rows, len(rows), request=request, claimed_at=claimed_at)
+
+
+def direct_answer(work: Work) -> tuple[list[str] | None, str | None]:
+    """The texts in prompt order, or why there are none: the first prompt that could not run."""
+    done = sorted(work.done, key=lambda completion: completion.prompt_index)
+    failed = next((completion for completion in done if completion.error), None)
+    if failed is not None:
+        return None, f"prompts[{failed.prompt_index}] could not run: {failed.error}"
+    return [completion.text for completion in done], None
+
+
+def _storable(text: str) -> str:
+    """Text a database can store: Postgres text refuses NUL, which a model can emit as a byte token."""
+    return text.replace("\x00", "\ufffd")
+
+
+def _record(claim: ChunkClaim, completion: Completion, detector: Detector, keep_all_text: bool) -> dict:
+    # A row that did not run has no answer to detect in (a pattern like `^$` would match its empty text).
+    detection = NOT_DETECTED if completion.error else detector.detect(completion.text)
+    kept = completion.error is None and (keep_all_text or detection.activated)
+    return {
+        "experiment_id": claim.experiment_id,
+        "chunk_index": claim.chunk_index,
+        "prompt_index": completion.prompt_index,
+        "alpha": completion.alpha,
+        "sample_index": completion.sample_index,
+        "text": _storable(completion.text) if kept else None,
+        "tokens": completion.tokens,
+        "finish_reason": completion.finish_reason,
+        "activated": detection.activated,
+        "match": _storable(detection.match) if detection.match else None,
+        "error": completion.error,
+    }
+
+
+def chunk_records(claim: ChunkClaim, completions: list[Completion]) -> list[dict]:
+    """The chunk's completions with their detections, as the ledger stores them."""
+    detector = Detector(
+        claim.detector["type"], tuple(claim.detector["patterns"]), claim.detector.get("case_sensitive", False)
+    )
+    keep_all_text = claim.params.get("keep_text", "all") == "all"
+    return [_record(claim, completion, detector, keep_all_text) for completion in completions]

@@ -1,0 +1,328 @@
+"""The worker's rows, from the ledger: a `RowSource` that keeps the accelerator's batch full.
+
+- Chunks are claimed ahead, on a background thread, while the batch runs: when rows end, the next
+  rows are already claimed and tokenized. A batch holds rows of several chunks.
+- A chunk whose rows have all ended is detected and written on another thread, off the generation
+  path; each chunk is still committed once, in one transaction, as before.
+- A poller, every POLL_SECONDS, drops the rows of experiments a client cancelled and puts a waiting
+  POST /generate request's rows at the front: they join the running batch at its next step.
+- One heartbeat renews the lease of every chunk held (queued here, running, or being written).
+A killed worker loses nothing: its leases expire and the sweeper requeues its chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+
+from lda_core.generate import Completion, Row
+from lda_core.models import ModelPair
+from lda_core.runner import prompt_tokens, screen_rows
+from ldaq import ledger
+from ldaq.direct_generation import claim_next_direct_generation, record_direct_generation
+from worker.chunk_work import Work, chunk_records, chunk_work, direct_answer, direct_work
+from worker.context import WorkerContext
+from worker.lease import LeaseKeeper
+from worker.periodic import PeriodicThread
+
+log = logging.getLogger("ldaq.worker")
+
+POLL_SECONDS = 0.5
+EMPTY_LEDGER_RECHECK_SECONDS = 1.0  # after finding no queued chunk, claim-ahead waits this long to look again
+_STOP = object()
+
+
+def _row_key(row: Row | Completion) -> tuple:
+    return row.tag, row.prompt_index, row.alpha, row.sample_index
+
+
+class LedgerRowSource:
+    """Rows of the pair's queued chunks and direct requests, for `ContinuousBatcher.run`."""
+
+    def __init__(self, context: WorkerContext, model_pair: str, pair: ModelPair) -> None:
+        self.context, self.model_pair, self.pair = context, model_pair, pair
+        self.target_rows = 1  # claim ahead until this many rows wait (the batch size, set by the caller)
+        self.chunks_written = 0
+        self._lock = threading.Lock()
+        self._ready: deque[Row] = deque()
+        self._urgent: deque[Row] = deque()  # direct requests' rows: they start whatever the room
+        self._works: dict[tuple, Work] = {}
+        self._in_flight: dict[tuple, Row] = {}
+        self._cancelled: set[str] = set()
+        self._claim_ahead: threading.Thread | None = None
+        self._ledger_empty_until = 0.0
+        self._passed_the_bell = False
+        settings = context.settings
+        self._leases = LeaseKeeper(context.database, context.owner, settings.lease_seconds)
+        self._writes: queue.Queue = queue.Queue()
+        self._writer = threading.Thread(target=self._write_loop, name="ldaq-writer", daemon=True)
+        self._poller = PeriodicThread(POLL_SECONDS, self._poll, name="ldaq-poller")
+
+    def __enter__(self) -> LedgerRowSource:
+        self._leases.__enter__()
+        self._writer.start()
+        self._poller.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._poller.stop()
+        if self._claim_ahead is not None:
+            self._claim_ahead.join()
+        self._writes.put(_STOP)
+        self._writer.join()
+        self._leases.__exit__(*exc_info)
+
+    # --- the RowSource protocol -------------------------------------------------------------------
+
+    def take(self, count: int) -> list[Row]:
+        """Waiting direct-request rows, then up to `count` claimed rows; claims now only when nothing runs."""
+        if count and self._idle():
+            self.has_work()
+        if self._retried_chunk_is_next():
+            self._writes.join()  # what finished is stored before a chunk that may crash the worker starts
+        with self._lock:
+            if self._isolated() is None:
+                taken = [*self._urgent, *self._take_ready(count)]
+                self._urgent.clear()
+            else:
+                taken = self._take_ready(count)
+            now = time.perf_counter()
+            for row in taken:
+                self._in_flight[_row_key(row)] = row
+                work = self._works[row.tag]
+                work.first_started_at = work.first_started_at or now
+            short = len(self._ready) < self.target_rows
+        if short:
+            self._start_claiming_ahead()
+        return taken
+
+    def _retried_chunk_is_next(self) -> bool:
+        with self._lock:
+            return bool(self._ready) and not self._in_flight and self._works[self._ready[0].tag].retried
+
+    def _isolated(self) -> tuple | None:
+        """(Locked.) The tag of a retried chunk running alone, if one is."""
+        return next((row.tag for row in self._in_flight.values() if self._works[row.tag].retried), None)
+
+    def _take_ready(self, count: int) -> list[Row]:
+        """(Locked.) Up to `count` waiting rows in order. A retried chunk (a crash may have killed the worker
+        it ran on) runs alone, so a row that kills its worker cannot take innocent chunks down with it."""
+        taken: list[Row] = []
+        isolated = self._isolated()
+        while self._ready and len(taken) < count:
+            row = self._ready[0]
+            if isolated is not None and row.tag != isolated:
+                break
+            if isolated is None and self._works[row.tag].retried:
+                if self._in_flight or taken:
+                    break
+                isolated = row.tag
+            taken.append(self._ready.popleft())
+        return taken
+
+    def finished(self, completions: list[Completion]) -> None:
+        now = time.perf_counter()
+        with self._lock:
+            for completion in completions:
+                self._in_flight.pop(_row_key(completion), None)
+                work = self._works.get(completion.tag)
+                if work is None:  # its experiment was cancelled while the row ran its last step
+                    continue
+                work.done.append(completion)
+                work.last_finished_at = now
+                if work.complete:
+                    del self._works[work.tag]
+                    self._writes.put(("done", work))
+
+    def cancelled(self, rows: list[Row]) -> list[bool]:
+        with self._lock:
+            self._drop_cancelled_works()
+            return [row.tag not in self._works for row in rows]  # the poller may have dropped works already
+
+    # --- used by the drain loop ------------------------------------------------------------------
+
+    def _idle(self) -> bool:
+        with self._lock:
+            return not (self._ready or self._urgent or self._in_flight)
+
+    def has_work(self) -> bool:
+        """Whether rows wait or run; claims the next work now (a direct request first) when none does."""
+        if self._claim_ahead is not None:
+            self._claim_ahead.join()
+        return not self._idle() or self._claim_direct_request() or self._claim_chunk()
+
+    def shape(self) -> tuple[int, int]:
+        """The longest waiting prompt in tokens and the most new tokens a waiting row asks for: what a
+        batch of them needs memory for."""
+        with self._lock:
+            waiting = [*self._urgent, *self._ready]
+        lengths = prompt_tokens(self.pair, waiting)
+        return max(lengths.values(), default=1), max((row.settings.max_new_tokens for row in waiting), default=1)
+
+    def requeue_in_flight(self) -> None:
+        """After an out-of-memory error: every running row back to the front of the queue, in order."""
+        with self._lock:
+            rows = list(self._in_flight.values())
+            self._in_flight.clear()
+            self._ready.extendleft(reversed(rows))
+
+    def fail_in_flight(self, reason: str) -> None:
+        """After an out-of-memory error with a batch of one: the running row ends as an error row."""
+        with self._lock:
+            rows = list(self._in_flight.values())
+        self.finished([Completion.failed(row, reason) for row in rows])
+
+    def fail_all(self, reason: str) -> bool:
+        """After an error the batch cannot go on from: every chunk held goes back to the queue (or fails
+        for good after its attempts), every direct request is answered with the error. Whether any
+        chunk will be retried."""
+        with self._lock:
+            works = list(self._works.values())
+            self._works.clear()
+            self._ready.clear()
+            self._urgent.clear()
+            self._in_flight.clear()
+        retry = False
+        for work in works:
+            retry |= self._write_failure(work, reason)
+        return retry
+
+    # --- claiming --------------------------------------------------------------------------------
+
+    def _start_claiming_ahead(self) -> None:
+        with self._lock:
+            if (self._claim_ahead is not None and self._claim_ahead.is_alive()) or (
+                time.monotonic() < self._ledger_empty_until
+            ):
+                return
+            self._claim_ahead = threading.Thread(target=self._claim_until_full, name="ldaq-claim-ahead", daemon=True)
+            self._claim_ahead.start()
+
+    def _claim_until_full(self) -> None:
+        try:
+            while len(self._ready) < self.target_rows and self._claim_chunk():
+                pass
+        except Exception:  # the drain loop claims again when it runs dry
+            log.exception("claiming ahead failed")
+
+    def _claim_chunk(self) -> bool:
+        settings = self.context.settings
+        with self.context.database.transaction() as session:
+            claim = ledger.claim_next_chunk(
+                session, self.model_pair, self.context.owner, settings.lease_seconds, settings.max_attempts
+            )
+        if claim is None:
+            self._ledger_empty_until = time.monotonic() + EMPTY_LEDGER_RECHECK_SECONDS
+            return False
+        self._leases.hold(claim.chunk_id)
+        self._pass_the_bell_on()
+        self._register(chunk_work(claim, self.pair.tokenizer, time.perf_counter()), self._ready)
+        return True
+
+    def _claim_direct_request(self) -> bool:
+        with self.context.database.transaction() as session:
+            claimed = claim_next_direct_generation(session, self.model_pair)
+        if claimed is None:
+            return False
+        self._register(direct_work(*claimed, time.perf_counter()), self._urgent)
+        return True
+
+    def _register(self, work: Work, line: deque[Row]) -> None:
+        """Rows too long for the context window end at once as errors; the others wait in `line`."""
+        if work.rows:
+            lengths = prompt_tokens(self.pair, work.rows)
+            work.rows, refused = screen_rows(self.pair, work.rows, work.rows[0].settings, lengths)
+            work.done += refused
+        with self._lock:
+            if work.complete:
+                self._writes.put(("done", work))
+                return
+            self._works[work.tag] = work
+            line.extend(work.rows)
+
+    def _pass_the_bell_on(self) -> None:
+        """Once per drain, while work remains: an idle worker on another GPU joins in (as before)."""
+        if self._passed_the_bell:
+            return
+        self._passed_the_bell = True
+        with self.context.database.read() as session:
+            more = ledger.queued_chunks_remain(session, self.model_pair)
+        if more:
+            self.context.doorbell.try_ring(self.model_pair)
+
+    # --- the poller ------------------------------------------------------------------------------
+
+    def _poll(self) -> None:
+        with self._lock:
+            experiments = {work.experiment_id for work in self._works.values() if work.claim is not None}
+        with self.context.database.read() as session:
+            cancelled = ledger.cancelled_among(session, experiments)
+        with self._lock:
+            self._cancelled = cancelled
+            if cancelled:
+                self._drop_cancelled_works()
+        while self._claim_direct_request():
+            pass
+
+    def _drop_cancelled_works(self) -> None:
+        """(Locked.) Forget cancelled experiments' chunks: their waiting and running rows, and tell the ledger."""
+        if not self._cancelled:
+            return
+        for work in [w for w in self._works.values() if w.experiment_id in self._cancelled]:
+            del self._works[work.tag]
+            self._ready = deque(row for row in self._ready if row.tag != work.tag)
+            for key in [key for key, row in self._in_flight.items() if row.tag == work.tag]:
+                del self._in_flight[key]
+            self._writes.put(("cancel", work))
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while (item := self._writes.get()) is not _STOP:
+            kind, work = item
+            try:
+                self._write(kind, work)
+            except Exception:  # its lease runs out and the sweeper requeues it: nothing is lost
+                log.exception("writing %s %s failed", kind, work.tag)
+            finally:
+                if work.claim is not None:
+                    self._leases.release(work.claim.chunk_id)
+                self._writes.task_done()
+
+    def _write(self, kind: str, work: Work) -> None:
+        database = self.context.database
+        if work.request is not None:
+            texts, error = direct_answer(work)
+            database.when_answering(lambda session: record_direct_generation(session, work.tag[1], texts, error))
+            log.info("direct_generation_id=%s outcome=%s", work.tag[1], "failed" if error else "succeeded")
+            return
+        chunk_id = work.claim.chunk_id
+        if kind == "cancel":
+            database.when_answering(lambda session: ledger.cancel_chunk(session, chunk_id))
+        else:
+            records = chunk_records(work.claim, work.done)
+            run_seconds = time.perf_counter() - work.claimed_at
+            model_seconds = (work.last_finished_at or 0.0) - (work.first_started_at or 0.0)
+            database.when_answering(
+                lambda session: ledger.complete_chunk(session, chunk_id, records, run_seconds, max(0.0, model_seconds))
+            )
+            self.chunks_written += 1
+        log.info("chunk_id=%s experiment_id=%s chunk_index=%s attempt=%s outcome=%s rows=%s",
+                 chunk_id, work.claim.experiment_id, work.claim.chunk_index, work.claim.attempt,
+                 "cancelled" if kind == "cancel" else "succeeded", len(work.done))
+
+    def _write_failure(self, work: Work, reason: str) -> bool:
+        database = self.context.database
+        if work.request is not None:
+            database.when_answering(lambda session: record_direct_generation(session, work.tag[1], None, reason))
+            return False
+        chunk_id, max_attempts = work.claim.chunk_id, self.context.settings.max_attempts
+        try:
+            return database.when_answering(
+                lambda session: ledger.release_for_retry(session, chunk_id, reason, max_attempts)
+            )
+        finally:
+            self._leases.release(chunk_id)
