@@ -20,8 +20,10 @@ def _filled_layers(cache: DynamicCache) -> list[DynamicLayer]:
 
 
 def select_rows(cache: DynamicCache, rows: torch.Tensor) -> None:
-    """Keep only `rows` (int64 indices, in the order given)."""
-    cache.batch_select_indices(rows)
+    """Keep only `rows` (int64 indices, in the order given); each layer on its own device (a sharded model)."""
+    for layer in _filled_layers(cache):
+        layer.keys = layer.keys.index_select(0, rows.to(layer.keys.device))
+        layer.values = layer.values.index_select(0, rows.to(layer.values.device))
 
 
 def drop_leading_columns(cache: DynamicCache, columns: int) -> None:

@@ -75,11 +75,15 @@ def check_same_vocabulary(
         )
 
 
-def _load_model(path: str, device: str, dtype: torch.dtype, allow_pickle: bool) -> PreTrainedModel:
+def _load_model(
+    path: str, device: str, dtype: torch.dtype, allow_pickle: bool, device_map: str | dict | None = None
+) -> PreTrainedModel:
+    """On `device`, or (with a `device_map`) sharded by accelerate across the devices the map names."""
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, trust_remote_code=False, use_safetensors=None if allow_pickle else True
+        path, dtype=dtype, trust_remote_code=False, use_safetensors=None if allow_pickle else True,
+        device_map=device_map,
     )
-    return model.to(device).eval()
+    return (model if device_map is not None else model.to(device)).eval()
 
 
 def load_model_pair(
@@ -89,22 +93,26 @@ def load_model_pair(
     device: str = "cpu",
     dtype: torch.dtype = torch.float32,
     allow_pickle: bool = False,
+    device_map: str | dict | None = None,
 ) -> ModelPair:
     """Load a pair from local paths or hub ids.
 
     Either `after` is a full model, or `adapter` is a PEFT adapter on top of `before` (then the
     after-model is `before` + adapter and only one copy of the base weights is loaded).
     Weights load from safetensors only unless `allow_pickle` is set: a pickle can run code.
+    A `device_map` (accelerate's: "auto", a device, or module -> device) shards each model across
+    devices instead of putting it on `device`.
     """
     if (after is None) == (adapter is None):
         raise ValueError("give exactly one of `after` (a full model) or `adapter` (a PEFT adapter)")
     tokenizer_before = AutoTokenizer.from_pretrained(before, trust_remote_code=False)
-    base = _load_model(before, device, dtype, allow_pickle)
+    base = _load_model(before, device, dtype, allow_pickle, device_map)
     if adapter is not None:
-        adapted = _adapt(base, adapter, before).to(device).eval()
+        adapted = _adapt(base, adapter, before)
+        adapted = (adapted if device_map is not None else adapted.to(device)).eval()
         return ModelPair(adapted, adapted, prepare_tokenizer(tokenizer_before), uses_adapter=True)
     tokenizer_after = AutoTokenizer.from_pretrained(after, trust_remote_code=False)
-    model_after = _load_model(after, device, dtype, allow_pickle)
+    model_after = _load_model(after, device, dtype, allow_pickle, device_map)
     check_same_vocabulary(base, model_after, tokenizer_before, tokenizer_after)
     return ModelPair(base, model_after, prepare_tokenizer(tokenizer_after))
 

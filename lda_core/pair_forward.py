@@ -48,16 +48,12 @@ class PairCache:
             theirs = self.copies * rows + other._stored(torch.arange(incoming_rows), incoming_rows)
             order = torch.cat([ours, theirs.view(self.copies, incoming_rows)], dim=1).flatten()
             for cache in self.caches:
-                select_rows(cache, order.to(_device_of(cache)))
+                select_rows(cache, order)
         self.rows = rows + incoming_rows
 
     def drop_leading_columns(self, columns: int) -> None:
         for cache in self.caches:
             drop_leading_columns(cache, columns)
-
-
-def _device_of(cache: DynamicCache) -> torch.device:
-    return cache.layers[0].keys.device
 
 
 def _cache_argument(model: PreTrainedModel) -> str:
@@ -78,6 +74,7 @@ class _Model:
 
     def __init__(self, model: PreTrainedModel, context: Callable[[], contextlib.AbstractContextManager]) -> None:
         self.model, self.context = model, context
+        self.device = model.device  # where the batch's tensors live: a sharded model's first device
         self.cache_argument = _cache_argument(model)
         self.takes_ready_mask = _takes_ready_mask(model)
 
@@ -92,7 +89,7 @@ class _Model:
                 input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
                 **{self.cache_argument: cache}, **extra,
             )
-        return output.logits[:, -1, :]
+        return output.logits[:, -1, :].to(self.device)  # a sharded model's logits come off its last device
 
 
 class TwoPasses:

@@ -25,12 +25,17 @@ class ModelPairsFileError(ValueError):
     """LDAQ_MODEL_PAIRS cannot be read or does not have the documented shape."""
 
 
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
 @dataclass(frozen=True)
 class ModelPairSpec:
     name: str
     before: str
     after: str | None
     adapter: str | None = None
+    # accelerate's device_map: a pair larger than one GPU is sharded across the GPUs the worker sees
+    device_map: str | dict | None = None
 
     def describe(self) -> dict:
         return {"name": self.name, "before": self.before, "after": self.after, "adapter": self.adapter}
@@ -65,12 +70,25 @@ def _read_pairs_file(path: str) -> dict:
     return loaded
 
 
+def _device_map(name: str, value: object) -> str | dict | None:
+    """None, one of accelerate's strategies ("auto", ...), one device ("cuda:1"), or module -> device."""
+    if value is None or (isinstance(value, str) and value):
+        return value
+    if isinstance(value, dict) and value and all(isinstance(device, str | int) for device in value.values()):
+        return {str(module): device for module, device in value.items()}
+    raise ModelPairsFileError(
+        f"model pair {name!r}: device_map must be one of {', '.join(DEVICE_MAP_STRATEGIES)}, a device such as "
+        f"cuda:1, or a mapping of module name to device; got {value!r}"
+    )
+
+
 def _spec_from_entry(name: str, entry: object) -> ModelPairSpec:
     if not isinstance(entry, dict) or not entry.get("before"):
         raise ModelPairsFileError(f"model pair {name!r} needs at least a 'before' path or hub id")
     if bool(entry.get("after")) == bool(entry.get("adapter")):
         raise ModelPairsFileError(f"model pair {name!r} needs exactly one of 'after' or 'adapter'")
-    return ModelPairSpec(name, str(entry["before"]), entry.get("after"), entry.get("adapter"))
+    device_map = _device_map(name, entry.get("device_map"))
+    return ModelPairSpec(name, str(entry["before"]), entry.get("after"), entry.get("adapter"), device_map)
 
 
 def load_model_pairs(settings: Settings) -> dict[str, ModelPairSpec]:

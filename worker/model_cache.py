@@ -67,4 +67,5 @@ class ModelCache:
             device=device,
             dtype=resolve_dtype(self.settings.dtype, device),
             allow_pickle=self.settings.allow_pickle_weights,
+            device_map=spec.device_map,
         )
