@@ -34,8 +34,11 @@ def drain(context: WorkerContext, model_pair: str) -> int:
     except Exception as error:  # weights missing, a mismatched adapter, no memory for the model
         _cannot_load(context, model_pair, f"{type(error).__name__}: {error}")
         return 0
+    sizer = context.models.batch_sizer(model_pair)
     with LedgerRowSource(context, model_pair, pair) as source:
-        _run(pair, context.models.batch_sizer(model_pair), source)
+        _run(pair, sizer, source)
+        source.stop_polling()
+        _run(pair, sizer, source)  # a request the poller took in as the last batch ended
     return source.chunks_written
 
 

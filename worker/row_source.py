@@ -67,8 +67,12 @@ class LedgerRowSource:
         self._poller.start()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def stop_polling(self) -> None:
+        """No more direct requests or cancel flags from now on; stopping twice is harmless."""
         self._poller.stop()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop_polling()
         if self._claim_ahead is not None:
             self._claim_ahead.join()
         self._writes.put(_STOP)
