@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from lda_core.models import ModelPair
-from lda_core.roofline import pair_costs
+from lda_core.roofline import pair_costs, text_config
 
 SAFETY_MARGIN = 0.8  # of the memory the estimate may plan for
 MAX_AUTO_BATCH = 256  # rows: past this a CPU gains little, and a batch's prefill keeps others waiting
@@ -23,15 +23,10 @@ FALLBACK_CPU_BUDGET = 4 * 2**30
 LOGIT_COPIES = 6  # float32 [rows, vocab] tensors alive per step: two models' logits, amplified, probs, cdf (x2)
 
 
-def _text_config(model: torch.nn.Module):
-    config = model.config
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
-
-
 def row_bytes(pair: ModelPair, prompt_tokens: int, new_tokens: int) -> int:
     """Memory one row needs: both models' KV caches at full length, its logits, and its prefill's activations."""
     kv_per_token = sum(cost.kv_bytes_per_key for cost in pair_costs(pair))
-    config = _text_config(pair.after)
+    config = text_config(pair.after)
     element = next(pair.after.parameters()).element_size()
     vocab = pair.after.get_output_embeddings().weight.shape[0]
     intermediate = getattr(config, "intermediate_size", None) or 4 * config.hidden_size

@@ -56,12 +56,13 @@ class ModelCost:
     weight_bytes: int
 
 
-def _model_config(model: torch.nn.Module):
+def text_config(model: torch.nn.Module):
+    """The config of the model's language part (a multimodal config nests it)."""
     return model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
 
 
 def model_cost(model: torch.nn.Module) -> ModelCost:
-    config = _model_config(model)
+    config = text_config(model)
     embedding = model.get_input_embeddings().weight
     parameters = list(model.parameters())
     heads = config.num_attention_heads
