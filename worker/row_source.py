@@ -2,8 +2,8 @@
 
 - Chunks are claimed ahead, on a background thread, while the batch runs: when rows end, the next
   rows are already claimed and tokenized. A batch holds rows of several chunks.
-- A chunk whose rows have all ended is detected and written on another thread, off the generation
-  path; each chunk is still committed once, in one transaction, as before.
+- A chunk whose rows have all ended is handed to the `ResultWriter`, which stores it on its own
+  thread, off the generation path; each chunk is still committed once, in one transaction.
 - A poller, every POLL_SECONDS, drops the rows of experiments a client cancelled and puts a waiting
   POST /generate request's rows at the front: they join the running batch at its next step.
 - One heartbeat renews the lease of every chunk held (queued here, running, or being written).
@@ -13,26 +13,24 @@ A killed worker loses nothing: its leases expire and the sweeper requeues its ch
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import deque
 
 from lda_core.generate import Completion, Row
 from lda_core.models import ModelPair
-from lda_core.runner import prompt_tokens, screen_rows
+from lda_core.runner import prompt_tokens
 from ldaq import ledger
-from ldaq.direct_generation import claim_next_direct_generation, record_direct_generation
-from worker.chunk_work import Work, chunk_records, chunk_work, direct_answer, direct_work
+from worker.chunk_work import Work
+from worker.claims import LedgerClaims
 from worker.context import WorkerContext
 from worker.lease import LeaseKeeper
 from worker.periodic import PeriodicThread
+from worker.result_writer import ResultWriter
 
 log = logging.getLogger("ldaq.worker")
 
 POLL_SECONDS = 0.5
-EMPTY_LEDGER_RECHECK_SECONDS = 1.0  # after finding no queued chunk, claim-ahead waits this long to look again
-_STOP = object()
 
 
 def _row_key(row: Row | Completion) -> tuple:
@@ -45,7 +43,6 @@ class LedgerRowSource:
     def __init__(self, context: WorkerContext, model_pair: str, pair: ModelPair) -> None:
         self.context, self.model_pair, self.pair = context, model_pair, pair
         self.target_rows = 1  # claim ahead until this many rows wait (the batch size, set by the caller)
-        self.chunks_written = 0
         self._lock = threading.Lock()
         self._ready: deque[Row] = deque()
         self._urgent: deque[Row] = deque()  # direct requests' rows: they start whatever the room
@@ -53,13 +50,14 @@ class LedgerRowSource:
         self._in_flight: dict[tuple, Row] = {}
         self._cancelled: set[str] = set()
         self._claim_ahead: threading.Thread | None = None
-        self._ledger_empty_until = 0.0
-        self._passed_the_bell = False
-        settings = context.settings
-        self._leases = LeaseKeeper(context.database, context.owner, settings.lease_seconds)
-        self._writes: queue.Queue = queue.Queue()
-        self._writer = threading.Thread(target=self._write_loop, name="ldaq-writer", daemon=True)
+        self._leases = LeaseKeeper(context.database, context.owner, context.settings.lease_seconds)
+        self._claims = LedgerClaims(context, model_pair, pair, self._leases)
+        self._writer = ResultWriter(context, self._leases)
         self._poller = PeriodicThread(POLL_SECONDS, self._poll, name="ldaq-poller")
+
+    @property
+    def chunks_written(self) -> int:
+        return self._writer.chunks_written
 
     def __enter__(self) -> LedgerRowSource:
         self._leases.__enter__()
@@ -75,8 +73,7 @@ class LedgerRowSource:
         self.stop_polling()
         if self._claim_ahead is not None:
             self._claim_ahead.join()
-        self._writes.put(_STOP)
-        self._writer.join()
+        self._writer.stop()
         self._leases.__exit__(*exc_info)
 
     # --- the RowSource protocol -------------------------------------------------------------------
@@ -86,7 +83,7 @@ class LedgerRowSource:
         if count and self._idle():
             self.has_work()
         if self._retried_chunk_is_next():
-            self._writes.join()  # what finished is stored before a chunk that may crash the worker starts
+            self._writer.flush()  # what finished is stored before a chunk that may crash the worker starts
         with self._lock:
             if self._isolated() is None:
                 taken = [*self._urgent, *self._take_ready(count)]
@@ -139,7 +136,7 @@ class LedgerRowSource:
                 work.last_finished_at = now
                 if work.complete:
                     del self._works[work.tag]
-                    self._writes.put(("done", work))
+                    self._writer.done(work)
 
     def cancelled(self, rows: list[Row]) -> list[bool]:
         with self._lock:
@@ -191,16 +188,15 @@ class LedgerRowSource:
             self._in_flight.clear()
         retry = False
         for work in works:
-            retry |= self._write_failure(work, reason)
+            retry |= self._writer.failed(work, reason)
         return retry
 
     # --- claiming --------------------------------------------------------------------------------
 
     def _start_claiming_ahead(self) -> None:
         with self._lock:
-            if (self._claim_ahead is not None and self._claim_ahead.is_alive()) or (
-                time.monotonic() < self._ledger_empty_until
-            ):
+            claiming = self._claim_ahead is not None and self._claim_ahead.is_alive()
+            if claiming or not self._claims.worth_claiming_ahead():
                 return
             self._claim_ahead = threading.Thread(target=self._claim_until_full, name="ldaq-claim-ahead", daemon=True)
             self._claim_ahead.start()
@@ -213,49 +209,25 @@ class LedgerRowSource:
             log.exception("claiming ahead failed")
 
     def _claim_chunk(self) -> bool:
-        settings = self.context.settings
-        with self.context.database.transaction() as session:
-            claim = ledger.claim_next_chunk(
-                session, self.model_pair, self.context.owner, settings.lease_seconds, settings.max_attempts
-            )
-        if claim is None:
-            self._ledger_empty_until = time.monotonic() + EMPTY_LEDGER_RECHECK_SECONDS
-            return False
-        self._leases.hold(claim.chunk_id)
-        self._pass_the_bell_on()
-        self._register(chunk_work(claim, self.pair.tokenizer, time.perf_counter()), self._ready)
-        return True
+        work = self._claims.next_chunk()
+        if work is not None:
+            self._register(work, self._ready)
+        return work is not None
 
     def _claim_direct_request(self) -> bool:
-        with self.context.database.transaction() as session:
-            claimed = claim_next_direct_generation(session, self.model_pair)
-        if claimed is None:
-            return False
-        self._register(direct_work(*claimed, time.perf_counter()), self._urgent)
-        return True
+        work = self._claims.next_direct_request()
+        if work is not None:
+            self._register(work, self._urgent)
+        return work is not None
 
     def _register(self, work: Work, line: deque[Row]) -> None:
-        """Rows too long for the context window end at once as errors; the others wait in `line`."""
-        if work.rows:
-            lengths = prompt_tokens(self.pair, work.rows)
-            work.rows, refused = screen_rows(self.pair, work.rows, work.rows[0].settings, lengths)
-            work.done += refused
+        """A claimed work's rows wait in `line`; one whose rows all ended at screening is written at once."""
         with self._lock:
             if work.complete:
-                self._writes.put(("done", work))
+                self._writer.done(work)
                 return
             self._works[work.tag] = work
             line.extend(work.rows)
-
-    def _pass_the_bell_on(self) -> None:
-        """Once per drain, while work remains: an idle worker on another GPU joins in (as before)."""
-        if self._passed_the_bell:
-            return
-        self._passed_the_bell = True
-        with self.context.database.read() as session:
-            more = ledger.queued_chunks_remain(session, self.model_pair)
-        if more:
-            self.context.doorbell.try_ring(self.model_pair)
 
     # --- the poller ------------------------------------------------------------------------------
 
@@ -280,53 +252,4 @@ class LedgerRowSource:
             self._ready = deque(row for row in self._ready if row.tag != work.tag)
             for key in [key for key, row in self._in_flight.items() if row.tag == work.tag]:
                 del self._in_flight[key]
-            self._writes.put(("cancel", work))
-
-    # --- writing ---------------------------------------------------------------------------------
-
-    def _write_loop(self) -> None:
-        while (item := self._writes.get()) is not _STOP:
-            kind, work = item
-            try:
-                self._write(kind, work)
-            except Exception:  # its lease runs out and the sweeper requeues it: nothing is lost
-                log.exception("writing %s %s failed", kind, work.tag)
-            finally:
-                if work.claim is not None:
-                    self._leases.release(work.claim.chunk_id)
-                self._writes.task_done()
-
-    def _write(self, kind: str, work: Work) -> None:
-        database = self.context.database
-        if work.request is not None:
-            texts, error = direct_answer(work)
-            database.when_answering(lambda session: record_direct_generation(session, work.tag[1], texts, error))
-            log.info("direct_generation_id=%s outcome=%s", work.tag[1], "failed" if error else "succeeded")
-            return
-        chunk_id = work.claim.chunk_id
-        if kind == "cancel":
-            database.when_answering(lambda session: ledger.cancel_chunk(session, chunk_id))
-        else:
-            records = chunk_records(work.claim, work.done)
-            run_seconds = time.perf_counter() - work.claimed_at
-            model_seconds = (work.last_finished_at or 0.0) - (work.first_started_at or 0.0)
-            database.when_answering(
-                lambda session: ledger.complete_chunk(session, chunk_id, records, run_seconds, max(0.0, model_seconds))
-            )
-            self.chunks_written += 1
-        log.info("chunk_id=%s experiment_id=%s chunk_index=%s attempt=%s outcome=%s rows=%s",
-                 chunk_id, work.claim.experiment_id, work.claim.chunk_index, work.claim.attempt,
-                 "cancelled" if kind == "cancel" else "succeeded", len(work.done))
-
-    def _write_failure(self, work: Work, reason: str) -> bool:
-        database = self.context.database
-        if work.request is not None:
-            database.when_answering(lambda session: record_direct_generation(session, work.tag[1], None, reason))
-            return False
-        chunk_id, max_attempts = work.claim.chunk_id, self.context.settings.max_attempts
-        try:
-            return database.when_answering(
-                lambda session: ledger.release_for_retry(session, chunk_id, reason, max_attempts)
-            )
-        finally:
-            self._leases.release(chunk_id)
+            self._writer.cancelled(work)

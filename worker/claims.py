@@ -1,0 +1,65 @@
+"""Taking work from the ledger: the next queued chunk of a pair, or the next waiting POST /generate
+request, as a `Work` whose rows are tokenized and screened, ready for the batch."""
+
+from __future__ import annotations
+
+import time
+
+from lda_core.models import ModelPair
+from lda_core.runner import prompt_tokens, screen_rows
+from ldaq import ledger
+from ldaq.direct_generation import claim_next_direct_generation
+from worker.chunk_work import Work, chunk_work, direct_work
+from worker.context import WorkerContext
+from worker.lease import LeaseKeeper
+
+EMPTY_LEDGER_RECHECK_SECONDS = 1.0  # after finding no queued chunk, claiming ahead waits this long to look again
+
+
+class LedgerClaims:
+    """Claims one pair's work; every chunk claimed is held by `leases` until it is written."""
+
+    def __init__(self, context: WorkerContext, model_pair: str, pair: ModelPair, leases: LeaseKeeper) -> None:
+        self.context, self.model_pair, self.pair, self.leases = context, model_pair, pair, leases
+        self._ledger_empty_until = 0.0
+        self._passed_the_bell = False
+
+    def worth_claiming_ahead(self) -> bool:
+        """False for a short while after the ledger had no queued chunk, so claiming ahead does not spin."""
+        return time.monotonic() >= self._ledger_empty_until
+
+    def next_chunk(self) -> Work | None:
+        settings = self.context.settings
+        with self.context.database.transaction() as session:
+            claim = ledger.claim_next_chunk(
+                session, self.model_pair, self.context.owner, settings.lease_seconds, settings.max_attempts
+            )
+        if claim is None:
+            self._ledger_empty_until = time.monotonic() + EMPTY_LEDGER_RECHECK_SECONDS
+            return None
+        self.leases.hold(claim.chunk_id)
+        self._pass_the_bell_on()
+        return self._screened(chunk_work(claim, self.pair.tokenizer, time.perf_counter()))
+
+    def next_direct_request(self) -> Work | None:
+        with self.context.database.transaction() as session:
+            claimed = claim_next_direct_generation(session, self.model_pair)
+        return None if claimed is None else self._screened(direct_work(*claimed, time.perf_counter()))
+
+    def _screened(self, work: Work) -> Work:
+        """Rows too long for the context window end at once as errors; the others stay to run."""
+        if work.rows:
+            lengths = prompt_tokens(self.pair, work.rows)
+            work.rows, refused = screen_rows(self.pair, work.rows, work.rows[0].settings, lengths)
+            work.done += refused
+        return work
+
+    def _pass_the_bell_on(self) -> None:
+        """Once per drain, while work remains: an idle worker on another GPU joins in."""
+        if self._passed_the_bell:
+            return
+        self._passed_the_bell = True
+        with self.context.database.read() as session:
+            more = ledger.queued_chunks_remain(session, self.model_pair)
+        if more:
+            self.context.doorbell.try_ring(self.model_pair)
