@@ -31,6 +31,8 @@ def format_benchmark(report: dict) -> str:
         f"{peak['gbytes_per_second']:.1f} GB/s (copy of {peak['copy_bytes'] / 2**20:.0f} MiB)"
     )
     lines += [f"{name}: {ratio:.2f}x" for name, ratio in report["ratios"].items()]
+    lengths = next(result for result in report["results"] if result["mode"] == "lda_auto")["generated_tokens"]
+    lines.append("tokens generated per row: " + ", ".join(f"{name} {value}" for name, value in lengths.items()))
     lines.append(
         f"{report['rows']} rows x {report['max_new_tokens']} new tokens (stop at EOS: {report['stop_at_eos']}) on "
         f"{report['device']} ({report['dtype']}, {report['torch_threads']} torch threads, one pass: "

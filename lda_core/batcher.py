@@ -9,6 +9,7 @@ holds every other slot.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -27,6 +28,7 @@ from lda_core.generate import (
 )
 from lda_core.models import ModelPair
 from lda_core.pair_forward import PairCache, pair_forward
+from lda_core.refill import RefillPolicy
 from lda_core.rng import row_key
 
 CANCEL_CHECK_STEPS = 8  # ask the source which rows were cancelled every this many decoding steps
@@ -53,6 +55,9 @@ class RowSource(Protocol):
     def cancelled(self, rows: list[Row]) -> list[bool]:
         """Which of the running `rows` to drop now, unfinished (their request was cancelled)."""
 
+    def urgent(self) -> bool:
+        """Whether rows wait that must join at the next step, however few slots are free (a client waits)."""
+
 
 class RowList:
     """A list of rows as a source: taken in order; `should_stop` cancels the whole run."""
@@ -77,6 +82,9 @@ class RowList:
         if self.should_stop is not None and self.should_stop():
             raise GenerationCancelled()
         return [False] * len(rows)
+
+    def urgent(self) -> bool:
+        return False
 
 
 @dataclass(frozen=True)
@@ -160,32 +168,35 @@ class ContinuousBatcher:
         self.pair, self.settings, self.batch_size, self.strategy = pair, settings, batch_size, strategy
         self.forward = pair_forward(pair, strategy.one_pass)
         self.eos_ids = eos_token_ids(pair)
-        # Refilling one slot at a time would prefill once per ended row: wait for a few free slots.
-        self.refill_at = max(1, batch_size // 8)
+        # Refilling one slot at a time would prefill once per ended row: wait for enough free slots.
+        self.refill = RefillPolicy(batch_size)
 
     @torch.inference_mode()
     def run(self, source: RowSource) -> None:
         """Generate rows from `source` until its batch is empty and it has no more, reporting rows as they end."""
         batch, steps = None, 0
         while True:
+            started, admitted = time.perf_counter(), False
             if batch is not None and batch.rows and steps % CANCEL_CHECK_STEPS == 0:
                 self._drop_cancelled(batch, source)
-            if self._has_room(batch):
+            if self._has_room(batch, source):
                 incoming = source.take(self._room(batch))
                 if incoming:
-                    batch = self._admit(batch, incoming)
+                    batch, admitted = self._admit(batch, incoming), True
             if batch is None or not batch.rows:
                 return
-            source.finished(self._step(batch))
+            done = self._step(batch)  # waits for the step's tokens: the time is the device's too
+            self.refill.observe(time.perf_counter() - started, admitted, len(done))
+            source.finished(done)
             steps += 1
 
     def _room(self, batch: _Batch | None) -> int:
         return self.batch_size - (len(batch.rows) if batch is not None else 0)
 
-    def _has_room(self, batch: _Batch | None) -> bool:
+    def _has_room(self, batch: _Batch | None, source: RowSource) -> bool:
         if batch is None or not batch.rows:
             return True
-        return self.strategy.refill and self._room(batch) >= self.refill_at
+        return self.strategy.refill and (self._room(batch) >= self.refill.threshold() or source.urgent())
 
     def _drop_cancelled(self, batch: _Batch, source: RowSource) -> None:
         dropped = source.cancelled(batch.rows)

@@ -142,7 +142,8 @@ def _modes(work: Workload, batch_sizes: tuple[int, ...], with_generate: bool) ->
     modes = [Mode("one_prompt_loop", 1, lda_costs, _lda(work, work.rows[:LOOP_ROWS], 1, PREVIOUS))]
     modes += [Mode("lda", size, lda_costs, _lda(work, work.rows, size, CONTINUOUS)) for size in batch_sizes]
     modes.append(Mode("lda_auto", auto, lda_costs, _lda(work, work.rows, auto, CONTINUOUS)))
-    modes.append(Mode("lda_previous", largest, lda_costs, _lda(work, work.rows, largest, PREVIOUS)))
+    modes += [Mode("lda_previous", size, lda_costs, _lda(work, work.rows, size, PREVIOUS))
+              for size in sorted({largest, auto})]
     if with_generate:  # forced to max_new_tokens: comparable only when LDA runs every row that long too
         after = [model_cost(work.pair.after)]
         modes += [Mode("hf_generate_after_model", size, after, _hf_generate(work, size)) for size in batch_sizes]
@@ -170,16 +171,26 @@ def _measure(work: Workload, mode: Mode, peak: MachinePeak, repeats: int, bar: t
         "seconds": round(seconds, 3), "tokens_per_second": round(tokens / seconds, 1),
         "completions_per_second": round(len(outcome["rows"]) / seconds, 2),
         "peak_memory_mb": round(peak_memory_mb(device), 1), "decode_steps": stats.decode_steps,
+        "generated_tokens": length_summary(outcome["generated"]),
         **utilisation(mode.costs, stats, seconds, peak),
     }
 
 
+def length_summary(lengths: list[int]) -> dict[str, float]:
+    """Tokens generated per row: what continuous batching gains from depends on how much they differ."""
+    ordered = sorted(lengths)
+    return {"mean": round(sum(ordered) / len(ordered), 1), "median": ordered[len(ordered) // 2],
+            "p90": ordered[int(0.9 * (len(ordered) - 1))], "max": ordered[-1]}
+
+
 def _ratios(results: list[dict], largest: int) -> dict[str, float]:
     by_mode = {(result["mode"], result["batch_size"]): result for result in results}
-    lda = by_mode[("lda", largest)]
+    lda, auto = by_mode[("lda", largest)], next(result for result in results if result["mode"] == "lda_auto")
     ratios = {
         f"lda_{largest}_vs_lda_previous_{largest}": lda["completions_per_second"]
         / by_mode[("lda_previous", largest)]["completions_per_second"],
+        f"lda_auto_{auto['batch_size']}_vs_lda_previous_{auto['batch_size']}": auto["completions_per_second"]
+        / by_mode[("lda_previous", auto["batch_size"])]["completions_per_second"],
         f"lda_{largest}_vs_one_prompt_loop": lda["tokens_per_second"] / by_mode[("one_prompt_loop", 1)]["tokens_per_second"],
     }
     generate = [result for result in results if result["mode"] == "hf_generate_after_model"]

@@ -119,10 +119,12 @@ def test_bench_reports_speed_utilisation_and_the_previous_strategy_in_one_run(ti
     # The same rows are the same useful work, whatever the strategy: FLOPs = FLOP/s x seconds.
     work = [r["model_gflops_per_second"] * r["seconds"] for key, r in results.items() if key[0].startswith("lda")]
     assert max(work) == pytest.approx(min(work), rel=0.05)
-    assert set(report["ratios"]) == {"lda_4_vs_lda_previous_4", "lda_4_vs_one_prompt_loop", "lda_4_vs_hf_generate_4",
-                                     "lda_4_mfu_vs_hf_generate_best_mfu"}
+    assert set(report["ratios"]) == {"lda_4_vs_lda_previous_4", "lda_auto_4_vs_lda_previous_4", "lda_4_vs_one_prompt_loop",
+                                     "lda_4_vs_hf_generate_4", "lda_4_mfu_vs_hf_generate_best_mfu"}
+    assert results[("lda", 4)]["generated_tokens"] == {"mean": 3.0, "median": 3, "p90": 3, "max": 3}
     table = CliRunner().invoke(bench, arguments)
     assert table.exit_code == 0 and "MFU" in table.stdout and "peak here:" in table.stdout
+    assert "tokens generated per row: mean 3.0, median 3, p90 3, max 3" in table.stdout
 
 
 def test_generate_chat_template_is_refused_with_a_template_or_on_a_pair_without_one(

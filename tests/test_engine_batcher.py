@@ -130,3 +130,36 @@ def test_a_cancelled_requests_rows_leave_the_batch_and_the_others_run_on(ending_
 
     assert {c.tag for c in completions} == {"keep"} and len(completions) == 3
     assert completions == [c for c in generate_rows(ending_pair, rows, settings) if c.tag == "keep"]
+
+
+class UrgentAfterStart(RowList):
+    """A full batch, then one row a client waits for, arriving as the batch starts: it starts whatever the room."""
+
+    def __init__(self, rows: list[Row], late: Row, on_completions) -> None:
+        super().__init__(rows, on_completions)
+        self.late: Row | None = late
+
+    def take(self, count: int) -> list[Row]:
+        if self.urgent():
+            self.late, late = None, self.late
+            return [late]
+        return super().take(count)
+
+    def urgent(self) -> bool:
+        return self.late is not None and not self.pending  # it arrives once the batch has started
+
+
+def test_an_urgent_row_joins_a_full_batch_at_the_next_step(ending_pair: ModelPair) -> None:
+    settings = GenerationSettings(max_new_tokens=20, temperature=1.0, seed=3)  # no EOS: nobody leaves early
+    rows, late = mixed_rows(8), Row(0, PROMPTS[0], 1.0, 99, tag="late")
+    completions: list[Completion] = []
+    source = UrgentAfterStart(rows, late, completions.extend)
+    shapes, _ = forward_shapes(
+        ending_pair.after, lambda: ContinuousBatcher(ending_pair, settings, batch_size=8).run(source)
+    )
+
+    assert max(rows for rows, tokens in shapes if tokens == 1) == 9  # it joined the full batch, beside all 8
+    # It joined one step after the others started, so it ended one step after them: it never waited for a slot.
+    assert [c.tag for c in completions] == [None] * 8 + ["late"]
+    assert completions[-1] == generate_batch(ending_pair, [late], settings)[0]
+    assert by_key(completions[:-1]) == by_key(generate_batch(ending_pair, rows, settings))

@@ -143,6 +143,10 @@ class LedgerRowSource:
             self._drop_cancelled_works()
             return [row.tag not in self._works for row in rows]  # the poller may have dropped works already
 
+    def urgent(self) -> bool:
+        with self._lock:
+            return bool(self._urgent) and self._isolated() is None
+
     # --- used by the drain loop ------------------------------------------------------------------
 
     def _idle(self) -> bool:
