@@ -49,6 +49,7 @@ def _run(pair: ModelPair, sizer: BatchSizer, source: LedgerRowSource) -> None:
     while source.has_work():
         size = size or sizer.size_for(*source.shape())
         source.target_rows = size
+        source.fill()  # the first step runs a full batch, not one chunk's rows while the rest are claimed
         try:
             ContinuousBatcher(pair, UNUSED_DEFAULTS, size).run(source)
         except (torch.OutOfMemoryError, RuntimeError) as error:

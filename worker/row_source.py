@@ -159,6 +159,12 @@ class LedgerRowSource:
             self._claim_ahead.join()
         return not self._idle() or self._claim_direct_request() or self._claim_chunk()
 
+    def fill(self) -> None:
+        """Claim now, on this thread, until `target_rows` rows wait or the ledger has no more."""
+        if self._claim_ahead is not None:
+            self._claim_ahead.join()
+        self._claim_until_full()
+
     def shape(self) -> tuple[int, int]:
         """The longest waiting prompt in tokens and the most new tokens a waiting row asks for: what a
         batch of them needs memory for."""
