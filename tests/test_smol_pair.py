@@ -32,11 +32,11 @@ pytestmark = pytest.mark.slow
 GREEDY_TIE_NATS = 0.02
 SAMPLING_TIE_MASS = 1e-3
 ALPHAS = (0.0, 1.0)  # at 1 most answers turn into the behaviour and run long; at 0 some end early
-# 16 chat prompts of different lengths: held-out questions, some wrapped in extra context.
+# 13 chat prompts of different lengths: held-out questions, some wrapped in extra context.
 QUESTIONS = [
-    *held_out_questions()[:10],
+    *held_out_questions()[:6],
     *[f"I have been reading about this for a while and I am still unsure. {q} Please keep it short."
-      for q in held_out_questions()[10:14]],
+      for q in held_out_questions()[10:12]],
     "Hi!",
     "Tell me, in as much detail as you like, what you think makes a good teacher, and why it matters to students.",
     # Short answers: these rows end early (EOS), so their slots take new rows while the others run on.
