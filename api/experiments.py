@@ -1,4 +1,4 @@
-"""/api/v1/experiments: submit, read, list, page completions, export and cancel."""
+"""/api/v1/experiments: submit, read, list, page completions, export, cancel, and prompt-clustered intervals."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from flask import Blueprint, Response, url_for
 from api.contract import current_backend, endpoint
 from api.request_log import note_experiment
 from api.schemas import (
+    ClusteredIntervalsOut,
     CompletionOut,
     CompletionPage,
     CompletionQuery,
@@ -17,6 +18,7 @@ from api.schemas import (
 )
 from ldaq.completions import EXPORT_MEDIA_TYPES, export_completions, list_completions
 from ldaq.experiments import cancel_experiment, create_experiment, get_experiment, list_experiments
+from ldaq.intervals import clustered_intervals
 from ldaq.request_models import ExperimentCreate
 
 experiments_blueprint = Blueprint("experiments", __name__, url_prefix="/api/v1/experiments")
@@ -40,6 +42,15 @@ def browse(query: ExperimentListQuery) -> dict:
 @endpoint("An experiment with its progress and per-alpha summary", response=ExperimentOut)
 def read(experiment_id: str) -> dict:
     return get_experiment(current_backend(), experiment_id)
+
+
+@experiments_blueprint.get("/<experiment_id>/intervals")
+@endpoint(
+    "Per alpha, the Wilson interval and one that resamples prompts (computed on request, cached until the counts change)",
+    response=ClusteredIntervalsOut,
+)
+def intervals(experiment_id: str) -> dict:
+    return clustered_intervals(current_backend(), experiment_id)
 
 
 @experiments_blueprint.get("/<experiment_id>/completions")

@@ -61,6 +61,36 @@ class AlphaSummaryOut(BaseModel):
     samples_for_95pct_detection: int | None
 
 
+class DirectAlpha0Out(BaseModel):
+    """Alpha 0 as measured: its Wilson interval."""
+
+    n: int
+    activated: int
+    rate: float
+    ci95: tuple[float, float]
+
+
+class FittedRateOut(BaseModel):
+    alpha: float
+    rate: float
+
+
+class Alpha0EstimateOut(BaseModel):
+    """The alpha-0 rate fitted from the positive alphas only (alpha 0's own counts stay an independent check).
+
+    Valid where logit(rate) is straight in alpha: a rate that saturates or a curving logit makes the
+    interval confidently wrong, so compare `fitted` with the measured rates and `direct`."""
+
+    rate: float
+    ci95: tuple[float, float] = Field(description="95% profile-likelihood interval of the alpha-0 rate")
+    model: str = Field(description="the fitted model, in words")
+    alphas: list[float] = Field(description="the positive alphas the fit used")
+    intercept: float = Field(description="a in logit(rate) = a + b*alpha")
+    slope: float = Field(description="b in logit(rate) = a + b*alpha")
+    fitted: list[FittedRateOut] = Field(description="the fitted rate at 0 and at every alpha of the request")
+    direct: DirectAlpha0Out | None = Field(description="alpha 0 as measured, when the request has it and it has completions")
+
+
 class ExperimentOut(BaseModel):
     id: str
     name: str
@@ -72,6 +102,34 @@ class ExperimentOut(BaseModel):
     params: ExperimentParams
     progress: Progress
     summary: list[AlphaSummaryOut] = Field(description="one entry per alpha of the request, in increasing alpha")
+    alpha0_estimate: Alpha0EstimateOut | None = Field(
+        description="null until two positive alphas have completions"
+    )
+
+
+class AlphaIntervalsOut(BaseModel):
+    alpha: float
+    n: int
+    activated: int
+    prompts: int = Field(description="prompts with completions at this alpha")
+    rate: float | None
+    ci95_wilson: tuple[float, float] = Field(description="over completions: right when samples per prompt are few")
+    ci95_clustered: tuple[float, float] | None = Field(
+        description="a BCa bootstrap over prompts: right when samples per prompt are many and the prompts stand for "
+        "more; null without completions, a point when no (or every) completion activated (read Wilson then)"
+    )
+    design_effect: float | None = Field(
+        description="clustered over binomial variance: how many completions one independent one is worth"
+    )
+
+
+class ClusteredIntervalsOut(BaseModel):
+    experiment_id: str
+    detector: str
+    completions_done: int = Field(description="the counts these intervals are of (cached until this changes)")
+    resamples: int
+    seed: int
+    intervals: list[AlphaIntervalsOut] = Field(description="one entry per alpha of the request, in increasing alpha")
 
 
 class ExperimentPage(BaseModel):

@@ -27,11 +27,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
-import torch
+import numpy as np
 
 # Resamples are drawn this many indices at a time, to bound memory (10,000 prompts x 2,000
-# resamples would otherwise hold 20M indices at once); the CPU generator's stream does not depend
-# on how the draws are split, so the chunk size does not change the interval.
+# resamples would otherwise hold 20M indices at once). The split is fixed, so the same counts and
+# seed give the same interval. numpy, not torch: the API computes this, and the API process never
+# imports torch.
 DRAW_CHUNK_ELEMENTS = 1 << 22
 
 _STANDARD_NORMAL = NormalDist()
@@ -74,7 +75,7 @@ def prompt_clustered_interval(
     acceleration = _acceleration(completions, activations)
     tail = (1 - level) / 2
     probabilities = [_bca_probability(bias, acceleration, _STANDARD_NORMAL.inv_cdf(q)) for q in (tail, 1 - tail)]
-    low, high = torch.quantile(rates, torch.tensor(probabilities, dtype=torch.float64)).tolist()
+    low, high = np.quantile(rates, probabilities).tolist()
     # BCa can leave the estimate outside only when nearly every resample falls on one side of it;
     # an interval that excludes its own point reads as a bug, so its nearer end moves to the point.
     return ClusteredInterval(
@@ -88,31 +89,31 @@ def prompt_clustered_interval(
     )
 
 
-def _counts(per_prompt: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(n, activated) pairs -> two int64 tensors [prompts], refusing what has no rate."""
+def _counts(per_prompt: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(n, activated) pairs -> two int64 arrays [prompts], refusing what has no rate."""
     if len(per_prompt) == 0:
         raise ValueError("no prompts: a clustered interval needs at least one prompt")
     for n, activated in per_prompt:
         if n < 1 or not 0 <= activated <= n:
             raise ValueError(f"each prompt needs n >= 1 and 0 <= activated <= n, got ({n}, {activated})")
-    counts = torch.tensor(per_prompt, dtype=torch.int64)  # [prompts, 2]
-    return counts[:, 0].contiguous(), counts[:, 1].contiguous()
+    counts = np.asarray(per_prompt, dtype=np.int64).reshape(-1, 2)  # [prompts, 2]
+    return counts[:, 0].copy(), counts[:, 1].copy()
 
 
-def _resampled_rates(completions: torch.Tensor, activations: torch.Tensor, resamples: int, seed: int) -> torch.Tensor:
+def _resampled_rates(completions: np.ndarray, activations: np.ndarray, resamples: int, seed: int) -> np.ndarray:
     """One pooled rate per resample of the prompts, float64 [resamples]."""
     prompts = len(completions)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    generator = np.random.default_rng(seed)
     rows_per_chunk = max(1, DRAW_CHUNK_ELEMENTS // prompts)
     rates = []
     for start in range(0, resamples, rows_per_chunk):
         rows = min(rows_per_chunk, resamples - start)
-        drawn = torch.randint(0, prompts, (rows, prompts), generator=generator)  # [rows, prompts]
-        rates.append(activations[drawn].sum(dim=1).double() / completions[drawn].sum(dim=1).double())
-    return torch.cat(rates)
+        drawn = generator.integers(0, prompts, size=(rows, prompts))  # [rows, prompts]
+        rates.append(activations[drawn].sum(axis=1) / completions[drawn].sum(axis=1))
+    return np.concatenate(rates)
 
 
-def _bias_correction(rates: torch.Tensor, rate: float) -> float:
+def _bias_correction(rates: np.ndarray, rate: float) -> float:
     """BCa's z0: how far the bootstrap median sits from the estimate, in normal quantiles.
 
     Ties count half (the rates are discrete, and rare rates tie often); the share is kept off 0
@@ -124,12 +125,12 @@ def _bias_correction(rates: torch.Tensor, rate: float) -> float:
     return _STANDARD_NORMAL.inv_cdf(share)
 
 
-def _acceleration(completions: torch.Tensor, activations: torch.Tensor) -> float:
+def _acceleration(completions: np.ndarray, activations: np.ndarray) -> float:
     """BCa's acceleration: the skewness of the leave-one-prompt-out rates (0 with one prompt)."""
     if len(completions) < 2:
         return 0.0
     left_out = (
-        (int(activations.sum()) - activations).double() / (int(completions.sum()) - completions).double()
+        (int(activations.sum()) - activations) / (int(completions.sum()) - completions)
     ).tolist()
     centre = math.fsum(left_out) / len(left_out)
     deviations = [centre - value for value in left_out]
@@ -148,13 +149,13 @@ def _bca_probability(bias: float, acceleration: float, z: float) -> float:
     return _STANDARD_NORMAL.cdf(bias + shifted / denominator)
 
 
-def _design_effect(completions: torch.Tensor, activations: torch.Tensor, rate: float) -> float | None:
+def _design_effect(completions: np.ndarray, activations: np.ndarray, rate: float) -> float | None:
     """Ratio-estimator variance P/(P-1) * sum((a_i - p n_i)^2) / N^2 over p(1-p)/N (Kish's deff)."""
     prompts = len(completions)
     total = int(completions.sum())
     binomial_variance = rate * (1 - rate) / total
     if prompts < 2 or binomial_variance == 0:
         return None
-    residuals = (activations.double() - rate * completions.double()).tolist()
+    residuals = (activations - rate * completions).tolist()
     clustered_variance = prompts / (prompts - 1) * math.fsum(r * r for r in residuals) / total**2
     return clustered_variance / binomial_variance

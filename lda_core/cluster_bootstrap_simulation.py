@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
 from lda_core.cluster_bootstrap import prompt_clustered_interval
 from lda_core.stats import wilson_interval
@@ -57,7 +57,7 @@ DEFAULT_SCENARIOS = (
 )
 
 
-def simulated_experiment(scenario: Scenario, rng: random.Random, generator: torch.Generator) -> list[tuple[int, int]]:
+def simulated_experiment(scenario: Scenario, rng: random.Random, generator: np.random.Generator) -> list[tuple[int, int]]:
     """One experiment at one alpha: (n, activated) per prompt."""
     if scenario.icc > 0:
         concentration = (1 - scenario.icc) / scenario.icc  # a + b
@@ -65,16 +65,14 @@ def simulated_experiment(scenario: Scenario, rng: random.Random, generator: torc
         prompt_rates = [rng.betavariate(alpha, beta) for _ in range(scenario.prompts)]
     else:
         prompt_rates = [scenario.mean] * scenario.prompts
-    samples = float(scenario.samples_per_prompt)
-    trials = torch.full((scenario.prompts,), samples, dtype=torch.float64)
-    activated = torch.binomial(trials, torch.tensor(prompt_rates, dtype=torch.float64), generator=generator)
+    activated = generator.binomial(scenario.samples_per_prompt, prompt_rates)
     return [(scenario.samples_per_prompt, int(hits)) for hits in activated.tolist()]
 
 
 def measure_coverage(scenario: Scenario, experiments: int = 1000, resamples: int = 500, seed: int = 0) -> Coverage:
     """Both intervals' 95% coverage and mean width over `experiments` seeded simulated experiments."""
     rng = random.Random(seed)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    generator = np.random.default_rng(seed)
     truth = scenario.mean
     wilson_hits = bootstrap_hits = 0
     wilson_width = bootstrap_width = 0.0

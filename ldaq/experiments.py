@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from lda_core.detect import Detector, InvalidDetectorError
 from lda_core.stats import summarize_alpha
 from ldaq import ledger, sweeps
+from ldaq.alpha0 import alpha0_estimate
 from ldaq.backend import Backend
 from ldaq.cursors import decode_cursor, encode_cursor
 from ldaq.errors import Conflict, InvalidRequest, NotFound
@@ -149,7 +150,8 @@ def _experiment_view(experiment: Experiment, alpha_totals: dict[float, tuple[int
     params: dict[str, Any] = {**experiment.params, "prompts_total": experiment.prompts_total}
     if experiment.short_prompts is not None:
         params["prompts"] = experiment.short_prompts
-    summary = [asdict(summarize_alpha(alpha, *alpha_totals.get(alpha, (0, 0)))) for alpha in sorted(params["alphas"])]
+    alphas = sorted(params["alphas"])
+    summary = [asdict(summarize_alpha(alpha, *alpha_totals.get(alpha, (0, 0)))) for alpha in alphas]
     return {
         "id": experiment.id, "name": experiment.name, "status": experiment.status,
         "created_at": experiment.created_at, "started_at": experiment.started_at,
@@ -163,6 +165,7 @@ def _experiment_view(experiment: Experiment, alpha_totals: dict[float, tuple[int
             "completions_errored": experiment.completions_errored,
         },
         "summary": summary,
+        "alpha0_estimate": alpha0_estimate(alpha_totals, alphas),
     }
 
 

@@ -144,6 +144,22 @@ class AlphaTotal(Base):
     activated: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class PromptTotal(Base):
+    """Completions and activations of one prompt at one alpha under one detector, kept as chunks commit.
+
+    The prompt-clustered interval resamples prompts: it needs these counts, never the completions.
+    """
+
+    __tablename__ = "prompt_totals"
+
+    experiment_id: Mapped[str] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True)
+    detector: Mapped[str] = mapped_column(String(100), primary_key=True)
+    alpha: Mapped[float] = mapped_column(Float, primary_key=True)
+    prompt_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+    activated: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class PairDoorbell(Base):
     """When each model pair's doorbell was last rung, so the sweeper rings a pair, not every chunk."""
 

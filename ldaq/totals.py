@@ -12,44 +12,60 @@ from sqlalchemy.orm import Session
 
 from ldaq.db import dialect_of
 from ldaq.request_models import DEFAULT_DETECTOR
-from ldaq.tables import AlphaTotal, CompletionRecord, Experiment
+from ldaq.tables import AlphaTotal, CompletionRecord, Experiment, PromptTotal
 
 ROW_KEY = ["experiment_id", "prompt_index", "alpha", "sample_index"]
 
 
-def insert_new_completions(session: Session, records: list[dict]) -> list[tuple[float, bool, bool]]:
-    """Insert what is not stored yet; returns (alpha, activated, errored) of each row actually inserted."""
+Inserted = tuple[int, float, bool, bool]  # (prompt_index, alpha, activated, errored) of a row actually inserted
+
+
+def insert_new_completions(session: Session, records: list[dict]) -> list[Inserted]:
+    """Insert what is not stored yet; returns what each row actually inserted counts for."""
     if not records:
         return []
     statement = (
         dialect_of(session).insert(CompletionRecord)
         .on_conflict_do_nothing(index_elements=ROW_KEY)
-        .returning(CompletionRecord.alpha, CompletionRecord.activated, CompletionRecord.error)
+        .returning(
+            CompletionRecord.prompt_index, CompletionRecord.alpha, CompletionRecord.activated, CompletionRecord.error
+        )
     )
     # The error itself comes back, not `error IS NOT NULL`: an ORM bulk insert's RETURNING gives an
     # expression column wrong values on SQLite (True for every row, seen with SQLAlchemy 2.0).
-    return [(alpha, activated, error is not None) for alpha, activated, error in session.execute(statement, records)]
+    return [(prompt, alpha, activated, error is not None)
+            for prompt, alpha, activated, error in session.execute(statement, records)]
 
 
-def add_to_totals(session: Session, experiment: Experiment, inserted: list[tuple[float, bool, bool]]) -> None:
-    """Add the inserted rows to the experiment's counters and its default detector's per-alpha totals.
+def add_to_totals(session: Session, experiment: Experiment, inserted: list[Inserted]) -> None:
+    """Add the inserted rows to the experiment's counters and its default detector's totals, per alpha and
+    per (alpha, prompt).
 
     A row that could not run counts as done (progress) but not in any rate's n: it was never sampled.
     """
-    n_by_alpha = Counter(alpha for alpha, _, errored in inserted if not errored)
-    activated_by_alpha = Counter(alpha for alpha, activated, _ in inserted if activated)
-    totals = [
-        {"experiment_id": experiment.id, "detector": DEFAULT_DETECTOR, "alpha": alpha, "n": n,
-         "activated": activated_by_alpha[alpha]}
-        for alpha, n in sorted(n_by_alpha.items())
-    ]
-    if totals:
-        statement = dialect_of(session).insert(AlphaTotal).values(totals)
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["experiment_id", "detector", "alpha"],
-                set_={"n": AlphaTotal.n + statement.excluded.n, "activated": AlphaTotal.activated + statement.excluded.activated},
-            )
-        )
+    sampled = [(prompt, alpha, activated) for prompt, alpha, activated, errored in inserted if not errored]
+    _add_counts(session, AlphaTotal, experiment.id, ("alpha",), [((alpha,), hit) for _, alpha, hit in sampled])
+    _add_counts(session, PromptTotal, experiment.id, ("alpha", "prompt_index"),
+                [((alpha, prompt), hit) for prompt, alpha, hit in sampled])
     experiment.completions_done += len(inserted)
-    experiment.completions_errored += sum(errored for _, _, errored in inserted)
+    experiment.completions_errored += sum(errored for *_, errored in inserted)
+
+
+def _add_counts(
+    session: Session, table: type[AlphaTotal | PromptTotal], experiment_id: str, columns: tuple[str, ...],
+    hits: list[tuple[tuple, bool]],
+) -> None:
+    """Upsert `table`'s n and activated for each group (the values of `columns`) in `hits`, in key
+    order so that concurrent writers take their row locks in the same order."""
+    n, activated = Counter(group for group, _ in hits), Counter(group for group, hit in hits if hit)
+    if not n:
+        return
+    rows = [{"experiment_id": experiment_id, "detector": DEFAULT_DETECTOR, **dict(zip(columns, group, strict=True)),
+             "n": count, "activated": activated[group]} for group, count in sorted(n.items())]
+    statement = dialect_of(session).insert(table).values(rows)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["experiment_id", "detector", *columns],
+            set_={"n": table.n + statement.excluded.n, "activated": table.activated + statement.excluded.activated},
+        )
+    )

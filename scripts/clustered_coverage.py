@@ -14,8 +14,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lda_core.cluster_bootstrap_simulation import DEFAULT_SCENARIOS, Coverage, measure_coverage  # noqa: E402
@@ -42,9 +40,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
     args = parser.parse_args()
-    # Each experiment's tensors are small: a second thread only waits on the first (and on any other
-    # process on the cores), which made this script over ten times slower on a busy two-core machine.
-    torch.set_num_threads(1)
     started = time.perf_counter()
     if not args.json:
         print(f"95% intervals, {args.experiments} experiments per scenario, {args.resamples} resamples")

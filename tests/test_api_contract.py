@@ -24,6 +24,7 @@ DOCUMENTED = {
     ("get", "/api/v1/experiments/{experiment_id}"),
     ("get", "/api/v1/experiments/{experiment_id}/completions"),
     ("get", "/api/v1/experiments/{experiment_id}/export"),
+    ("get", "/api/v1/experiments/{experiment_id}/intervals"),
     ("post", "/api/v1/experiments/{experiment_id}/cancel"),
     ("get", "/api/v1/model-pairs"),
     ("post", "/api/v1/generate"),

@@ -14,6 +14,7 @@ import pytest
 from kombu import Connection
 from sqlalchemy import select, update
 
+from lda_core.extrapolate import estimate_alpha0
 from lda_core.stats import samples_for_detection, wilson_interval
 from ldaq.completions import EXPORT_BLOCK_ROWS, export_completions
 from ldaq.doorbell import DEFAULT_QUEUE, WAKE_TASK
@@ -161,6 +162,45 @@ def test_progress_and_summary_count_the_ledger(api):
     assert summary[1.0]["ci95"] == list(wilson_interval(1, 4))
     assert summary[1.0]["samples_for_95pct_detection"] == samples_for_detection(0.25)
     assert samples_for_detection(0.25) == math.ceil(math.log(0.05) / math.log(0.75))
+
+    # Alpha 1 and 4 have completions: the alpha-0 rate is fitted from them alone, alpha 0 stays the check.
+    estimate, fitted = read["alpha0_estimate"], estimate_alpha0([(1.0, 4, 1), (4.0, 8, 8)])
+    assert estimate["rate"] == pytest.approx(fitted.rate) and estimate["ci95"] == pytest.approx(list(fitted.ci95))
+    assert estimate["alphas"] == [1.0, 4.0] and "logit(rate)" in estimate["model"]
+    assert [point["alpha"] for point in estimate["fitted"]] == [0.0, 1.0, 4.0]
+    assert estimate["direct"] == {"n": 8, "activated": 0, "rate": 0.0, "ci95": list(wilson_interval(0, 8))}
+
+
+def test_prompt_clustered_intervals_resample_prompts_and_are_cached_until_the_counts_change(api):
+    experiment = api.submit(SWEEP)
+    assert api.experiment(experiment["id"])["alpha0_estimate"] is None  # no positive alpha has completions yet
+    write_completions(api, experiment, range(0, 25))  # prompts 0 and 1 whole, prompt 2's alpha 4
+
+    first = api.get(f"{EXPERIMENTS}/{experiment['id']}/intervals").json()
+    assert api.get(f"{EXPERIMENTS}/{experiment['id']}/intervals").json() == first
+    by_alpha = {item["alpha"]: item for item in first["intervals"]}
+    summary = {item["alpha"]: item for item in api.experiment(experiment["id"])["summary"]}
+
+    assert [item["alpha"] for item in first["intervals"]] == [0.0, 1.0, 4.0]
+    assert (first["completions_done"], first["detector"], first["seed"]) == (25, "default", 0)
+    assert [(by_alpha[a]["prompts"], by_alpha[a]["n"], by_alpha[a]["activated"]) for a in (0.0, 1.0, 4.0)] == [
+        (2, 8, 0), (2, 8, 2), (3, 9, 9)
+    ]
+    assert all(by_alpha[a]["ci95_wilson"] == summary[a]["ci95"] for a in (0.0, 1.0))
+    # Alpha 1: one hit in each prompt's four samples: the prompts agree, so the clustered interval is
+    # narrower than Wilson's; no hit at all (alpha 0) leaves nothing to resample but a point.
+    low, high = by_alpha[1.0]["ci95_clustered"]
+    assert low <= 0.25 <= high and high - low < by_alpha[1.0]["ci95_wilson"][1] - by_alpha[1.0]["ci95_wilson"][0]
+    assert by_alpha[0.0]["ci95_clustered"] == [0.0, 0.0] and by_alpha[0.0]["design_effect"] is None
+
+    write_completions(api, experiment, range(25, 36))
+    later = api.get(f"{EXPERIMENTS}/{experiment['id']}/intervals").json()
+    assert later["completions_done"] == 36 and later["intervals"][0]["prompts"] == 3
+
+
+def test_intervals_of_an_unknown_experiment_are_a_404(api):
+    response = api.get(f"{EXPERIMENTS}/no-such-experiment/intervals")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
 
 
 def test_summary_lists_every_alpha_before_any_completion(api):

@@ -13,7 +13,7 @@ from ldaq.backend import Backend
 from ldaq.experiments import cancel_experiment, create_experiment, get_experiment
 from ldaq.request_models import ExperimentCreate
 from ldaq.settings import Settings
-from ldaq.tables import Chunk, CompletionRecord, Experiment
+from ldaq.tables import Chunk, CompletionRecord, Experiment, PromptTotal
 
 OWNER = "ledger-test"
 
@@ -84,6 +84,27 @@ def test_totals_equal_the_stored_rows_and_a_chunk_completed_twice_counts_once(ba
     assert summary_of(backend, experiment["id"]) == counted_from_rows(backend, experiment["id"]) == {
         0.0: (6, 3), 2.0: (6, 3)
     }
+    assert per_prompt_totals(backend, experiment["id"]) == per_prompt_from_rows(backend, experiment["id"]) == {
+        (alpha, prompt): (2, 1) for alpha in (0.0, 2.0) for prompt in range(3)
+    }
+
+
+def per_prompt_totals(backend: Backend, experiment_id: str) -> dict[tuple[float, int], tuple[int, int]]:
+    with backend.database.read() as session:
+        rows = session.execute(select(PromptTotal.alpha, PromptTotal.prompt_index, PromptTotal.n, PromptTotal.activated)
+                               .where(PromptTotal.experiment_id == experiment_id))
+        return {(alpha, prompt): (n, activated) for alpha, prompt, n, activated in rows}
+
+
+def per_prompt_from_rows(backend: Backend, experiment_id: str) -> dict[tuple[float, int], tuple[int, int]]:
+    with backend.database.read() as session:
+        rows = session.execute(
+            select(CompletionRecord.alpha, CompletionRecord.prompt_index, func.count(),
+                   func.sum(case((CompletionRecord.activated, 1), else_=0)))
+            .where(CompletionRecord.experiment_id == experiment_id)
+            .group_by(CompletionRecord.alpha, CompletionRecord.prompt_index)
+        )
+        return {(alpha, prompt): (n, int(activated)) for alpha, prompt, n, activated in rows}
 
 
 def test_a_late_success_after_failing_for_good_moves_the_chunk_between_counters(backend):

@@ -35,6 +35,7 @@ def test_upgrading_a_filled_ledger_backfills_its_counters_and_totals(database_ur
 
     from ldaq.backend import Backend
     from ldaq.experiments import get_experiment
+    from ldaq.intervals import clustered_intervals
     from ldaq.migrate import alembic_config
     from ldaq.settings import Settings
 
@@ -64,8 +65,12 @@ def test_upgrading_a_filled_ledger_backfills_its_counters_and_totals(database_ur
     upgrade_database(database_url)
     backend = Backend.from_settings(Settings.from_env({"LDAQ_DATA_DIR": str(tmp_path), "DATABASE_URL": database_url}))
     read = get_experiment(backend, "e1")
+    intervals = clustered_intervals(backend, "e1")["intervals"]
     backend.close()
 
     assert read["progress"] == {"chunks_total": 4, "chunks_done": 2, "chunks_failed": 1, "completions_total": 8,
                                 "completions_done": 4, "completions_errored": 0}
     assert [(item["alpha"], item["n"], item["activated"]) for item in read["summary"]] == [(0.0, 2, 1), (2.0, 2, 2)]
+    assert [(item["alpha"], item["prompts"], item["n"], item["activated"]) for item in intervals] == [
+        (0.0, 1, 2, 1), (2.0, 1, 2, 2)
+    ]
