@@ -165,8 +165,10 @@ def measure_peak(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> 
 
 def utilisation(costs: list[ModelCost], stats: RunStats, seconds: float, peak: MachinePeak) -> dict:
     """Achieved FLOP/s and bytes/s of a run, and their shares of the peak (MFU, MBU)."""
-    flops, moved = useful_flops(costs, stats) / seconds, useful_bytes(costs, stats) / seconds
+    work = useful_flops(costs, stats)
+    flops, moved = work / seconds, useful_bytes(costs, stats) / seconds
     return {
+        "model_gflops": round(work / 1e9, 6),  # the run's useful arithmetic: the same rows are the same work
         "model_gflops_per_second": round(flops / 1e9, 2),
         "model_gbytes_per_second": round(moved / 1e9, 2),
         "mfu": round(flops / peak.flops_per_second, 3),

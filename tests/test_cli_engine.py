@@ -116,9 +116,9 @@ def test_bench_reports_speed_utilisation_and_the_previous_strategy_in_one_run(ti
     peak = report["peak"]["gflops_per_second"]
     assert all(0 < r["mfu"] < 1 and r["mfu"] == pytest.approx(r["model_gflops_per_second"] / peak, abs=2e-3)
                for r in report["results"])
-    # The same rows are the same useful work, whatever the strategy: FLOPs = FLOP/s x seconds.
-    work = [r["model_gflops_per_second"] * r["seconds"] for key, r in results.items() if key[0].startswith("lda")]
-    assert max(work) == pytest.approx(min(work), rel=0.05)
+    # The same rows are the same useful work, whatever the strategy.
+    work = {r["model_gflops"] for key, r in results.items() if key[0].startswith("lda")}
+    assert len(work) == 1 and work.pop() > 0
     assert set(report["ratios"]) == {"lda_4_vs_lda_previous_4", "lda_auto_4_vs_lda_previous_4", "lda_4_vs_one_prompt_loop",
                                      "lda_4_vs_hf_generate_4", "lda_4_mfu_vs_hf_generate_best_mfu"}
     assert results[("lda", 4)]["generated_tokens"] == {"mean": 3.0, "median": 3, "p90": 3, "max": 3}
