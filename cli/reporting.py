@@ -21,6 +21,17 @@ def format_rate_table(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def format_alpha0(estimate: dict | None) -> str:
+    """The alpha-0 rate fitted from the amplified alphas, beside alpha 0 as measured."""
+    if estimate is None:
+        return "alpha-0 estimate: needs completions at two positive alphas"
+    low, high = estimate["ci95"]
+    line = f"alpha-0 estimate: {estimate['rate']:.3%} [{low:.3%}, {high:.3%}] ({estimate['model']})"
+    if (direct := estimate["direct"]) is not None:
+        line += f"; measured at alpha 0: {direct['rate']:.3%} of {direct['n']}"
+    return line
+
+
 def watch_experiment(client: ApiClient, experiment_id: str, interval: float = 1.0) -> dict:
     """Show a progress bar over completions until the experiment finishes; return its last state."""
     bar = None
@@ -41,3 +52,4 @@ def print_outcome(experiment: dict) -> None:
     if experiment.get("error"):
         click.echo(f"error: {experiment['error']}")
     click.echo(format_rate_table(experiment["summary"]))
+    click.echo(format_alpha0(experiment.get("alpha0_estimate")))

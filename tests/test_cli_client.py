@@ -29,7 +29,7 @@ def test_the_example_experiment_file_is_accepted(embedded_service):
 def test_submit_watch_export_and_plot(embedded_service, tmp_path: Path):
     experiment_file = tmp_path / "experiment.yaml"
     experiment_file.write_text(
-        yaml.safe_dump({"model_pair": "tiny", "prompts": ["a", "b"], "alphas": [0, 2], "samples_per_prompt": 3,
+        yaml.safe_dump({"model_pair": "tiny", "prompts": ["a", "b"], "alphas": [0, 1, 2], "samples_per_prompt": 3,
                         "max_new_tokens": 6, "detector": {"type": "regex", "patterns": ["[aeiou]"]}})
     )
     embedded_service.start_worker()
@@ -40,10 +40,11 @@ def test_submit_watch_export_and_plot(embedded_service, tmp_path: Path):
     assert watched.returncode == 0, watched.stderr
     assert f"experiment {experiment_id}: succeeded" in watched.stdout
     assert "95% CI" in watched.stdout
+    assert "alpha-0 estimate: " in watched.stdout and "measured at alpha 0: " in watched.stdout  # fitted from 1 and 2
 
     exported = ldaq(embedded_service, "export", experiment_id, "--format", "jsonl")
     rows = [json.loads(line) for line in exported.stdout.splitlines()]
-    assert len(rows) == 2 * 2 * 3
+    assert len(rows) == 2 * 3 * 3
 
     plot = tmp_path / "rates.png"
     plotted = ldaq(embedded_service, "export", experiment_id, "--plot", str(plot))
