@@ -78,15 +78,17 @@ class FittedRateOut(BaseModel):
 class Alpha0EstimateOut(BaseModel):
     """The alpha-0 rate fitted from the positive alphas only (alpha 0's own counts stay an independent check).
 
-    Valid where logit(rate) is straight in alpha: a rate that saturates or a curving logit makes the
-    interval confidently wrong, so compare `fitted` with the measured rates and `direct`."""
+    logit(rate) is fitted as a quadratic in alpha (a line with only two alphas). Where the slope
+    dies away faster than a quadratic bends, or the rate levels off low, the interval is confidently
+    wrong: compare `fitted` with the measured rates and `direct`."""
 
     rate: float
     ci95: tuple[float, float] = Field(description="95% profile-likelihood interval of the alpha-0 rate")
     model: str = Field(description="the fitted model, in words")
     alphas: list[float] = Field(description="the positive alphas the fit used")
-    intercept: float = Field(description="a in logit(rate) = a + b*alpha")
-    slope: float = Field(description="b in logit(rate) = a + b*alpha")
+    intercept: float = Field(description="a in logit(rate) = a + b*alpha + c*alpha^2")
+    slope: float = Field(description="b in logit(rate) = a + b*alpha + c*alpha^2")
+    curvature: float = Field(description="c in logit(rate) = a + b*alpha + c*alpha^2; 0 for a line (two alphas)")
     fitted: list[FittedRateOut] = Field(description="the fitted rate at 0 and at every alpha of the request")
     direct: DirectAlpha0Out | None = Field(description="alpha 0 as measured, when the request has it and it has completions")
 

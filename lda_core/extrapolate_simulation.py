@@ -1,9 +1,11 @@
 """How often the alpha-0 interval holds the true rate: simulated experiments over known curves.
 
 Each scenario is a true rate curve over alpha; an experiment draws binomial counts at the
-scenario's positive alphas and fits them with `estimate_alpha0`. Where the curve is logit-linear
-the interval should hold the true alpha-0 rate about 95% of the time; the misspecified scenarios
-(a bending logit, a rate that saturates below 1) show how far that promise falls when it is not.
+scenario's positive alphas and fits them with `estimate_alpha0`. Where the true logit is a
+polynomial the fit can follow (linear always, quadratic with three or more alphas) the interval
+should hold the true alpha-0 rate about 95% of the time; the misspecified scenarios (a rate that
+levels off below 1, a logit whose slope dies away faster than a quadratic bends) show how far that
+promise falls when it is not.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ import random
 import statistics
 from dataclasses import dataclass
 
-from lda_core.extrapolate import estimate_alpha0, sigmoid
+from lda_core.extrapolate import estimate_alpha0
+from lda_core.firth_fit import sigmoid
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """True rate(alpha) = ceiling * sigmoid(intercept + slope*alpha + curvature*alpha^2)."""
+    """True rate(alpha) = ceiling * sigmoid(intercept + slope*g(alpha) + curvature*alpha^2).
+
+    g(alpha) is alpha, or (1 - exp(-slope_decay*alpha)) / slope_decay where the slope dies away.
+    """
 
     name: str
     intercept: float
@@ -26,14 +32,18 @@ class Scenario:
     alphas: tuple[float, ...]
     n_per_alpha: tuple[int, ...]
     curvature: float = 0.0
+    slope_decay: float = 0.0
     ceiling: float = 1.0
 
     @property
     def model_holds(self) -> bool:
-        return self.curvature == 0.0 and self.ceiling == 1.0
+        """Whether the true logit is a polynomial that `estimate_alpha0` fits at these alphas."""
+        fits_curvature = self.curvature == 0.0 or len(set(self.alphas)) >= 3
+        return fits_curvature and self.slope_decay == 0.0 and self.ceiling == 1.0
 
     def true_rate(self, alpha: float) -> float:
-        return self.ceiling * sigmoid(self.intercept + self.slope * alpha + self.curvature * alpha * alpha)
+        rise = alpha if self.slope_decay == 0.0 else -math.expm1(-self.slope_decay * alpha) / self.slope_decay
+        return self.ceiling * sigmoid(self.intercept + self.slope * rise + self.curvature * alpha * alpha)
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,7 @@ class CoverageReport:
     coverage: float  # share of experiments whose 95% interval holds the true alpha-0 rate
     median_width: float  # of the rate interval, high - low
     median_width_log_odds: float  # logit(high) - logit(low): comparable across rates
+    unbounded: float  # share of intervals reaching rate 0 or 1 (infinite in log-odds)
     bias_log_odds: float  # mean estimated intercept minus the true logit of the alpha-0 rate
 
 
@@ -55,27 +66,65 @@ def log_odds(rate: float) -> float:
     return math.log(rate) - math.log1p(-rate)
 
 
-def _through(name: str, rate0: float, alphas: tuple[float, ...], top_rate: float, n: int, **bend: float) -> Scenario:
-    """A scenario whose logit-linear part runs from rate0 at alpha 0 to top_rate at the largest alpha."""
-    slope = (log_odds(top_rate) - log_odds(rate0)) / max(alphas)
-    return Scenario(name, log_odds(rate0), slope, alphas, (n,) * len(alphas), **bend)
+def _through(
+    name: str,
+    rate0: float,
+    alphas: tuple[float, ...],
+    top_rate: float,
+    n: int,
+    bend: float = 0.0,
+    slope_decay: float = 0.0,
+    ceiling: float = 1.0,
+) -> Scenario:
+    """A scenario whose logit runs from rate0 at alpha 0 to top_rate at the largest alpha (before any ceiling).
+
+    bend (the alpha^2 term) and slope_decay are in units of u = alpha / (largest alpha), so that one
+    shape, such as the toy pair's, can be laid over alphas 0.25-1 and 1-8 alike.
+    """
+    scale = max(alphas)
+    rise = 1.0 if slope_decay == 0.0 else -math.expm1(-slope_decay) / slope_decay
+    slope = (log_odds(top_rate) - log_odds(rate0) - bend) / rise
+    return Scenario(
+        name,
+        log_odds(rate0),
+        slope / scale,
+        alphas,
+        (n,) * len(alphas),
+        curvature=bend / scale**2,
+        slope_decay=slope_decay / scale,
+        ceiling=ceiling,
+    )
 
 
 SMALL_ALPHAS = (0.25, 0.5, 0.75, 1.0)
 LARGE_ALPHAS = (1.0, 2.0, 4.0)
+WIDE_ALPHAS = (1.0, 2.0, 4.0, 8.0)
+# The toy pair's measured curve: 1.2% at alpha 0, 94% at alpha 1, and a logit bending down by 2.8.
+TOY_RATE0, TOY_TOP_RATE, TOY_BEND = 0.012, 0.943, -2.8
+
+
+def _family(label: str, alphas: tuple[float, ...], n: int) -> tuple[Scenario, ...]:
+    """The same true curves laid over one set of alphas."""
+    return (
+        _through(f"linear p0=1e-3, {label}, n={n}", 1e-3, alphas, 0.3, n),
+        _through(f"linear p0=1e-5, {label}, n={n}", 1e-5, alphas, 0.3, n),
+        _through(f"toy concave p0=1.2e-2, {label}, n={n}", TOY_RATE0, alphas, TOY_TOP_RATE, n, bend=TOY_BEND),
+        _through(f"concave p0=1e-4, {label}, n={n}", 1e-4, alphas, 0.3, n, bend=-3.0),
+        _through(f"convex p0=1e-3, {label}, n={n}", 1e-3, alphas, 0.1, n, bend=3.0),
+        # Misspecified: the logit's slope halves over the range or every fifth of it, or the rate levels off.
+        _through(f"slope halves, p0=1e-3, {label}, n={n}", 1e-3, alphas, 0.5, n, slope_decay=math.log(2)),
+        _through(f"slope halves x5, p0=1e-3, {label}, n={n}", 1e-3, alphas, 0.5, n, slope_decay=5 * math.log(2)),
+        _through(f"capped at 0.4, p0=4e-4, {label}, n={n}", 1e-3, alphas, 0.5, n, ceiling=0.4),
+        _through(f"capped at 0.2, p0=2e-4, {label}, n={n}", 1e-3, alphas, 0.9, n, ceiling=0.2),
+    )
+
+
 SCENARIOS = (
-    _through("p0=1e-3, alphas .25-1, n=256", 1e-3, SMALL_ALPHAS, 0.3, 256),
-    _through("p0=1e-4, alphas .25-1, n=256", 1e-4, SMALL_ALPHAS, 0.2, 256),
-    _through("p0=1e-4, alphas .25-1, n=2000", 1e-4, SMALL_ALPHAS, 0.2, 2000),
-    _through("p0=2e-2, alphas .25-1, n=1000", 2e-2, SMALL_ALPHAS, 0.6, 1000),
-    _through("p0=1e-3, alphas 1,2,4, n=500", 1e-3, LARGE_ALPHAS, 0.3, 500),
-    _through("p0=1e-5, alphas 1,2,4, n=2000", 1e-5, LARGE_ALPHAS, 0.3, 2000),
-    Scenario("p0=1e-3, alphas .25-1, n=2000..256", log_odds(1e-3), 6.9, SMALL_ALPHAS, (2000, 1000, 500, 256)),
-    # Misspecified: the logit bends (convex in alpha), or the rate levels off below 1.
-    _through("logit + 1*alpha^2, alphas .25-1, n=1000", 1e-3, SMALL_ALPHAS, 0.1, 1000, curvature=1.0),
-    _through("logit + 3*alpha^2, alphas .25-1, n=1000", 1e-3, SMALL_ALPHAS, 0.03, 1000, curvature=3.0),
-    _through("rate capped at 0.4, alphas 1,2,4, n=1000", 1e-3, LARGE_ALPHAS, 0.5, 1000, ceiling=0.4),
-    _through("rate capped at 0.2, alphas 1,2,4, n=1000", 1e-3, LARGE_ALPHAS, 0.9, 1000, ceiling=0.2),
+    *_family("alphas .25-1", SMALL_ALPHAS, 1000),
+    *_family("alphas 1,2,4", LARGE_ALPHAS, 1000),
+    *_family("alphas 1,2,4,8", WIDE_ALPHAS, 1000),
+    _through("linear p0=1e-3, alphas 1,4 (line only), n=1000", 1e-3, (1.0, 4.0), 0.3, 1000),
+    Scenario("linear p0=1e-3, alphas .25-1, n=2000..256", log_odds(1e-3), 6.9, SMALL_ALPHAS, (2000, 1000, 500, 256)),
 )
 
 
@@ -119,5 +168,6 @@ def simulate_coverage(scenario: Scenario, experiments: int, seed: int = 0) -> Co
         coverage=covered / experiments,
         median_width=statistics.median(widths),
         median_width_log_odds=statistics.median(widths_log_odds),
+        unbounded=sum(math.isinf(width) for width in widths_log_odds) / experiments,
         bias_log_odds=statistics.fmean(errors),
     )

@@ -14,7 +14,7 @@ def alpha0_estimate(counts: dict[float, tuple[int, int]], alphas: list[float]) -
     positive alphas have completions."""
     try:
         estimate = estimate_alpha0([(alpha, n, activated) for alpha, (n, activated) in counts.items()])
-    except ValueError:
+    except (ValueError, ArithmeticError):  # too few positive alphas, or cells no polynomial can be fitted to
         return None
     at = sorted({0.0, *alphas})
     n, activated = counts.get(0.0, (0, 0))
@@ -23,6 +23,7 @@ def alpha0_estimate(counts: dict[float, tuple[int, int]], alphas: list[float]) -
     return {
         "rate": estimate.rate, "ci95": list(estimate.ci95), "model": estimate.model,
         "alphas": list(estimate.alphas), "intercept": estimate.intercept, "slope": estimate.slope,
+        "curvature": estimate.curvature,
         "fitted": [{"alpha": alpha, "rate": rate} for alpha, rate in zip(at, estimate.curve(at), strict=True)],
         "direct": direct,
     }
