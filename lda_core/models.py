@@ -83,6 +83,11 @@ def _load_model(
         path, dtype=dtype, trust_remote_code=False, use_safetensors=None if allow_pickle else True,
         device_map=device_map,
     )
+    return _placed(model, device, device_map)
+
+
+def _placed(model: PreTrainedModel, device: str, device_map: str | dict | None) -> PreTrainedModel:
+    """In eval mode on `device`, unless a `device_map` already placed it (sharded across devices)."""
     return (model if device_map is not None else model.to(device)).eval()
 
 
@@ -108,8 +113,7 @@ def load_model_pair(
     tokenizer_before = AutoTokenizer.from_pretrained(before, trust_remote_code=False)
     base = _load_model(before, device, dtype, allow_pickle, device_map)
     if adapter is not None:
-        adapted = _adapt(base, adapter, before)
-        adapted = (adapted if device_map is not None else adapted.to(device)).eval()
+        adapted = _placed(_adapt(base, adapter, before), device, device_map)
         return ModelPair(adapted, adapted, prepare_tokenizer(tokenizer_before), uses_adapter=True)
     tokenizer_after = AutoTokenizer.from_pretrained(after, trust_remote_code=False)
     model_after = _load_model(after, device, dtype, allow_pickle, device_map)

@@ -41,7 +41,7 @@ class LedgerRowSource:
     """Rows of the pair's queued chunks and direct requests, for `ContinuousBatcher.run`."""
 
     def __init__(self, context: WorkerContext, model_pair: str, pair: ModelPair) -> None:
-        self.context, self.model_pair, self.pair = context, model_pair, pair
+        self.context, self.pair = context, pair
         self.target_rows = 1  # claim ahead until this many rows wait (the batch size, set by the caller)
         self._lock = threading.Lock()
         self._ready: deque[Row] = deque()
@@ -219,25 +219,23 @@ class LedgerRowSource:
             log.exception("claiming ahead failed")
 
     def _claim_chunk(self) -> bool:
-        work = self._claims.next_chunk()
-        if work is not None:
-            self._register(work, self._ready)
-        return work is not None
+        return self._register(self._claims.next_chunk(), self._ready)
 
     def _claim_direct_request(self) -> bool:
-        work = self._claims.next_direct_request()
-        if work is not None:
-            self._register(work, self._urgent)
-        return work is not None
+        return self._register(self._claims.next_direct_request(), self._urgent)
 
-    def _register(self, work: Work, line: deque[Row]) -> None:
-        """A claimed work's rows wait in `line`; one whose rows all ended at screening is written at once."""
+    def _register(self, work: Work | None, line: deque[Row]) -> bool:
+        """A claimed work's rows wait in `line`; one whose rows all ended at screening is written at once.
+        Whether there was a work (None: nothing to claim)."""
+        if work is None:
+            return False
         with self._lock:
             if work.complete:
                 self._writer.done(work)
-                return
+                return True
             self._works[work.tag] = work
             line.extend(work.rows)
+        return True
 
     # --- the poller ------------------------------------------------------------------------------
 
