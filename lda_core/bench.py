@@ -208,7 +208,6 @@ def bench_rows(pair: ModelPair, questions: list[str], samples: int, alpha: float
     return [Row(index, prompt, alpha, sample) for index, prompt in enumerate(prompts) for sample in range(samples)]
 
 
-@torch.inference_mode()
 def run_benchmark(
     pair_dir: Path,
     batch_sizes: tuple[int, ...] = (1, 16, 64),
@@ -224,6 +223,23 @@ def run_benchmark(
 ) -> dict:
     """Measure every mode on the pair in `pair_dir` (see `load_pair_dir`) and return a JSON-ready report."""
     pair = load_pair_dir(pair_dir, device=device, dtype=dtype)
+    return benchmark_pair(pair, batch_sizes, questions, max_new_tokens, progress, repeats, samples, alpha, stop_at_eos)
+
+
+@torch.inference_mode()
+def benchmark_pair(
+    pair: ModelPair,
+    batch_sizes: tuple[int, ...] = (1, 16, 64),
+    questions: list[str] | None = None,
+    max_new_tokens: int = 32,
+    progress: bool = True,
+    repeats: int = 3,
+    samples: int = 1,
+    alpha: float = 1.0,
+    stop_at_eos: bool = False,
+) -> dict:
+    """Measure every mode on a loaded pair (a built one, or a stand-in from `lda_core.standin`)."""
+    dtype = pair.after.dtype
     rows = bench_rows(pair, questions if questions is not None else default_questions(), samples, alpha)
     settings = GenerationSettings(max_new_tokens, temperature=1.0, top_p=1.0, seed=BENCH_SEED, stop_at_eos=stop_at_eos)
     work = Workload(pair, rows, settings, prompt_tokens(pair, rows))
