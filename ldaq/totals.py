@@ -7,7 +7,10 @@ equal to what is stored whatever is delivered twice.
 from __future__ import annotations
 
 from collections import Counter
+from functools import cache
+from types import ModuleType
 
+from sqlalchemy import Insert
 from sqlalchemy.orm import Session
 
 from ldaq.db import dialect_of
@@ -24,17 +27,22 @@ def insert_new_completions(session: Session, records: list[dict]) -> list[Insert
     """Insert what is not stored yet; returns what each row actually inserted counts for."""
     if not records:
         return []
-    statement = (
-        dialect_of(session).insert(CompletionRecord)
-        .on_conflict_do_nothing(index_elements=ROW_KEY)
-        .returning(
-            CompletionRecord.prompt_index, CompletionRecord.alpha, CompletionRecord.activated, CompletionRecord.error
-        )
-    )
     # The error itself comes back, not `error IS NOT NULL`: an ORM bulk insert's RETURNING gives an
     # expression column wrong values on SQLite (True for every row, seen with SQLAlchemy 2.0).
     return [(prompt, alpha, activated, error is not None)
-            for prompt, alpha, activated, error in session.execute(statement, records)]
+            for prompt, alpha, activated, error in session.connection().execute(_new_rows(dialect_of(session)), records)]
+
+
+@cache
+def _new_rows(dialect: ModuleType) -> Insert:
+    """Insert-or-ignore of completions, returning what counts. Built once per dialect, so SQLAlchemy compiles it
+    once: the writer runs it for every chunk, beside generation, and every millisecond it holds competes."""
+    columns = CompletionRecord.__table__.c
+    return (
+        dialect.insert(CompletionRecord.__table__)
+        .on_conflict_do_nothing(index_elements=ROW_KEY)
+        .returning(columns.prompt_index, columns.alpha, columns.activated, columns.error)
+    )
 
 
 def add_to_totals(session: Session, experiment: Experiment, inserted: list[Inserted]) -> None:
@@ -62,10 +70,16 @@ def _add_counts(
         return
     rows = [{"experiment_id": experiment_id, "detector": DEFAULT_DETECTOR, **dict(zip(columns, group, strict=True)),
              "n": count, "activated": activated[group]} for group, count in sorted(n.items())]
-    statement = dialect_of(session).insert(table).values(rows)
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["experiment_id", "detector", *columns],
-            set_={"n": table.n + statement.excluded.n, "activated": table.activated + statement.excluded.activated},
-        )
+    session.connection().execute(_counts_upsert(dialect_of(session), table, columns), rows)
+
+
+@cache
+def _counts_upsert(dialect: ModuleType, table: type[AlphaTotal | PromptTotal], columns: tuple[str, ...]) -> Insert:
+    """Add one row's n and activated to its group's, or start the group: one statement for every chunk, compiled
+    once (a multi-row VALUES would be a new statement, compiled anew, for each number of groups)."""
+    statement = dialect.insert(table.__table__)
+    return statement.on_conflict_do_update(
+        index_elements=["experiment_id", "detector", *columns],
+        set_={"n": table.__table__.c.n + statement.excluded.n,
+              "activated": table.__table__.c.activated + statement.excluded.activated},
     )

@@ -3,6 +3,8 @@ request, as a `Work` whose rows are tokenized and screened, ready for the batch.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 
 from lda_core.models import ModelPair
@@ -12,6 +14,8 @@ from ldaq.direct_generation import claim_next_direct_generation
 from worker.chunk_work import Work, chunk_work, direct_work
 from worker.context import WorkerContext
 from worker.lease import LeaseKeeper
+
+log = logging.getLogger("ldaq.worker")
 
 EMPTY_LEDGER_RECHECK_SECONDS = 1.0  # after finding no queued chunk, claiming ahead waits this long to look again
 
@@ -55,11 +59,19 @@ class LedgerClaims:
         return work
 
     def _pass_the_bell_on(self) -> None:
-        """Once per drain, while work remains: an idle worker on another GPU joins in."""
+        """Once per drain, while work remains: an idle worker on another GPU joins in. On its own thread:
+        sending a message through the broker takes tens of milliseconds the first batch need not wait."""
         if self._passed_the_bell:
             return
         self._passed_the_bell = True
-        with self.context.database.read() as session:
-            more = ledger.queued_chunks_remain(session, self.model_pair)
+        threading.Thread(target=self._ring_if_more, name="ldaq-pass-the-bell", daemon=True).start()
+
+    def _ring_if_more(self) -> None:
+        try:
+            with self.context.database.read() as session:
+                more = ledger.queued_chunks_remain(session, self.model_pair)
+        except Exception:  # the sweeper rings for queued work again after LDAQ_REQUEUE_SECONDS
+            log.warning("model_pair=%s outcome=bell_not_passed", self.model_pair, exc_info=True)
+            return
         if more:
             self.context.doorbell.try_ring(self.model_pair)
