@@ -11,15 +11,21 @@ from api.schemas import (
     CompletionOut,
     CompletionPage,
     CompletionQuery,
+    DetectionList,
+    DetectionOut,
+    DetectorQuery,
     ExperimentListQuery,
     ExperimentOut,
     ExperimentPage,
+    ExplanationOut,
     ExportQuery,
 )
 from ldaq.completions import EXPORT_MEDIA_TYPES, export_completions, list_completions
+from ldaq.detections import list_detections, request_detection
 from ldaq.experiments import cancel_experiment, create_experiment, get_experiment, list_experiments
+from ldaq.explanations import explain_completion
 from ldaq.intervals import clustered_intervals
-from ldaq.request_models import ExperimentCreate
+from ldaq.request_models import ExperimentCreate, ExplainRequest, NamedDetector
 
 experiments_blueprint = Blueprint("experiments", __name__, url_prefix="/api/v1/experiments")
 
@@ -39,24 +45,48 @@ def browse(query: ExperimentListQuery) -> dict:
 
 
 @experiments_blueprint.get("/<experiment_id>")
-@endpoint("An experiment with its progress and per-alpha summary", response=ExperimentOut)
-def read(experiment_id: str) -> dict:
-    return get_experiment(current_backend(), experiment_id)
+@endpoint("An experiment with its progress and per-alpha summary (under ?detector=NAME)", query=DetectorQuery,
+          response=ExperimentOut)
+def read(experiment_id: str, query: DetectorQuery) -> dict:
+    return get_experiment(current_backend(), experiment_id, query.detector)
+
+
+@experiments_blueprint.post("/<experiment_id>/detections")
+@endpoint("Re-detect the stored completions with a new named detector (on the detection worker; 409 while the "
+          "experiment runs or when it kept activated text only)", body=NamedDetector, response=DetectionOut, status=202)
+def detect_again(experiment_id: str, body: NamedDetector) -> tuple[dict, dict]:
+    detection = request_detection(current_backend(), experiment_id, body)
+    return detection, {"Location": url_for(".detections", experiment_id=experiment_id)}
+
+
+@experiments_blueprint.get("/<experiment_id>/detections")
+@endpoint("The experiment's detectors with their status: its own (default) and each re-detection", response=DetectionList)
+def detections(experiment_id: str) -> dict:
+    return list_detections(current_backend(), experiment_id)
 
 
 @experiments_blueprint.get("/<experiment_id>/intervals")
 @endpoint(
     "Per alpha, the Wilson interval and one that resamples prompts (computed on request, cached until the counts change)",
+    query=DetectorQuery,
     response=ClusteredIntervalsOut,
 )
-def intervals(experiment_id: str) -> dict:
-    return clustered_intervals(current_backend(), experiment_id)
+def intervals(experiment_id: str, query: DetectorQuery) -> dict:
+    return clustered_intervals(current_backend(), experiment_id, query.detector)
 
 
 @experiments_blueprint.get("/<experiment_id>/completions")
 @endpoint("A page of an experiment's completions", query=CompletionQuery, response=CompletionPage)
 def completions(experiment_id: str, query: CompletionQuery) -> dict:
-    return list_completions(current_backend(), experiment_id, query.alpha, query.activated, query.limit, query.cursor)
+    return list_completions(current_backend(), experiment_id, query.alpha, query.activated, query.limit, query.cursor,
+                            query.detector)
+
+
+@experiments_blueprint.post("/<experiment_id>/completions/explain")
+@endpoint("Replay one completion through the worker (as POST /generate) and explain each of its tokens",
+          body=ExplainRequest, response=ExplanationOut)
+def explain(experiment_id: str, body: ExplainRequest) -> dict:
+    return explain_completion(current_backend(), experiment_id, body)
 
 
 @experiments_blueprint.get("/<experiment_id>/export")
@@ -67,9 +97,9 @@ def completions(experiment_id: str, query: CompletionQuery) -> dict:
     media_types=tuple(EXPORT_MEDIA_TYPES.values()),
 )
 def export(experiment_id: str, query: ExportQuery) -> Response:
-    lines = export_completions(current_backend(), experiment_id, query.format)
+    lines = export_completions(current_backend(), experiment_id, query.format, query.detector)
     disposition = f'attachment; filename="experiment-{experiment_id}.{query.format}"'
-    return Response(lines, mimetype=EXPORT_MEDIA_TYPES[query.format], headers={"Content-Disposition": disposition})
+    return Response(lines, content_type=EXPORT_MEDIA_TYPES[query.format], headers={"Content-Disposition": disposition})
 
 
 @experiments_blueprint.post("/<experiment_id>/cancel")

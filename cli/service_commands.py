@@ -1,4 +1,4 @@
-"""Service commands: the API server, the worker, migrations and the all-in-one demo."""
+"""Service commands: the API server, the workers (GPU and detection), migrations and the all-in-one demo."""
 
 from __future__ import annotations
 
@@ -35,6 +35,17 @@ def worker(pairs: tuple[str, ...], loglevel: str) -> None:
 
 
 @click.command()
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Processes, each scanning one experiment's completions at a time.")
+@click.option("--loglevel", default="INFO", show_default=True)
+def detector(concurrency: int, loglevel: str) -> None:
+    """Run the detection worker: POST .../detections re-detects stored completions here, never on the GPU worker."""
+    from worker.detection_worker import run_detection_worker
+
+    run_detection_worker(Settings.from_env(), concurrency, loglevel)
+
+
+@click.command()
 @click.option("--wait-seconds", default=60.0, show_default=True,
               help="How long to wait for the database to answer first (a database still starting, say).")
 def migrate(wait_seconds: float) -> None:
@@ -63,4 +74,4 @@ def demo(samples: int, prompt_count: int, port: int, serve: bool, pair_name: str
     run_demo(samples, prompt_count, port, serve, pair_name, compare)
 
 
-COMMANDS = [api, worker, migrate, demo]
+COMMANDS = [api, worker, detector, migrate, demo]

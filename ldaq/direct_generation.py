@@ -31,16 +31,18 @@ def generate_direct(backend: Backend, request: GenerateRequest) -> list[str]:
         backend.model_pairs[request.model_pair], request.prompts, None, False, request.max_new_tokens,
         backend.settings.max_prompt_chars,
     )
+    return run_direct(backend, request.model_pair, request.model_dump(mode="json"))
+
+
+def run_direct(backend: Backend, model_pair: str, request: dict) -> list | dict:
+    """Queue `request` for a worker of `model_pair`, ring it, and wait for its answer (a generation or an
+    explanation): ahead of any chunk, within LDAQ_GENERATE_TIMEOUT_SECONDS."""
     backend.check_broker()
     request_id = str(uuid4())
     with backend.database.transaction() as session:
-        session.add(
-            DirectGeneration(
-                id=request_id, model_pair=request.model_pair, status="queued", request=request.model_dump(mode="json")
-            )
-        )
+        session.add(DirectGeneration(id=request_id, model_pair=model_pair, status="queued", request=request))
     try:
-        backend.doorbell.ring(request.model_pair)
+        backend.doorbell.ring(model_pair)
     except BrokerUnavailable as error:
         _read_direct_generation(backend, request_id, give_up_reason=str(error))
         raise ServiceUnavailable("the broker is not answering; try again shortly", code="broker_unavailable") from error
@@ -61,7 +63,7 @@ def _read_direct_generation(backend: Backend, request_id: str, give_up_reason: s
     return seen
 
 
-def _await_direct_generation(backend: Backend, request_id: str) -> list[str]:
+def _await_direct_generation(backend: Backend, request_id: str) -> list | dict:
     timeout = backend.settings.generate_timeout_seconds
     deadline = time.monotonic() + timeout
     while True:
@@ -98,7 +100,7 @@ def claim_next_direct_generation(session: Session, model_pair: str) -> tuple[str
     return record.id, record.request
 
 
-def record_direct_generation(session: Session, request_id: str, completions: list[str] | None, error: str | None) -> None:
-    """The worker's answer: the completions, or the error that prevented them."""
+def record_direct_generation(session: Session, request_id: str, answer: list | dict | None, error: str | None) -> None:
+    """The worker's answer (the completions, or an explanation), or the error that prevented it."""
     record = session.get(DirectGeneration, request_id, with_for_update=True)
-    record.status, record.result, record.error = ("failed", None, error) if error else ("succeeded", completions, None)
+    record.status, record.result, record.error = ("failed", None, error) if error else ("succeeded", answer, None)

@@ -19,6 +19,8 @@ from ldaq.settings import Settings
 
 WAKE_TASK = "ldaq.wake"
 DEFAULT_QUEUE = "ldaq"
+DETECT_TASK = "ldaq.detect"
+DETECTIONS_QUEUE = "ldaq.detections"  # the detection worker's: re-detection never waits behind generation
 BROKER_PING_SECONDS = 0.75
 log = logging.getLogger("ldaq.doorbell")
 
@@ -90,7 +92,14 @@ class Doorbell:
 
     def ring(self, model_pair: str) -> None:
         """Wake a worker serving `model_pair`; raises `BrokerUnavailable` when the message cannot be sent."""
+        self._send(WAKE_TASK, [model_pair], queue_for_pair(self.settings, model_pair))
+
+    def ring_for_detection(self, experiment_id: str, name: str) -> None:
+        """Ask the detection worker to run detection `name` of the experiment; raises `BrokerUnavailable`."""
+        self._send(DETECT_TASK, [experiment_id, name], DETECTIONS_QUEUE)
+
+    def _send(self, task: str, args: list, queue: str) -> None:
         try:
-            self.app.send_task(WAKE_TASK, args=[model_pair], queue=queue_for_pair(self.settings, model_pair), retry=False)
+            self.app.send_task(task, args=args, queue=queue, retry=False)
         except Exception as error:
-            raise BrokerUnavailable(f"could not send {WAKE_TASK}: {error}") from error
+            raise BrokerUnavailable(f"could not send {task}: {error}") from error

@@ -29,14 +29,15 @@ from ldaq.prompt_limits import check_prompts
 from ldaq.request_models import DEFAULT_DETECTOR, MAX_ROWS, DetectorSpec, ExperimentCreate
 from ldaq.rows import chunk_count, chunk_range
 from ldaq.statuses import FINISHED_EXPERIMENT
-from ldaq.tables import AlphaTotal, Chunk, Experiment, Prompt, UTCDateTime, utcnow
+from ldaq.tables import AlphaTotal, Chunk, Detection, Experiment, Prompt, UTCDateTime, utcnow
 
 MAX_CHUNKS = 100_000  # one experiment's chunks are inserted in one transaction
 PROMPTS_SHOWN_BELOW = 1000  # an experiment with fewer prompts lists them in its params
 _EXPERIMENT_CURSOR = TypeAdapter(tuple[datetime, str])
 
 
-def _check_detector(spec: DetectorSpec) -> None:
+def check_detector(spec: DetectorSpec) -> None:
+    """A detector that compiles, or `InvalidRequest` saying why (a bad regex, an empty pattern)."""
     try:
         Detector(spec.type, tuple(spec.patterns), spec.case_sensitive)
     except InvalidDetectorError as error:
@@ -49,6 +50,21 @@ def require_experiment(session: Session, experiment_id: str, *, for_update: bool
     if experiment is None:
         raise NotFound(f"no experiment {experiment_id!r}", details={"experiment_id": experiment_id})
     return experiment
+
+
+def require_detector(session: Session, experiment: Experiment, name: str) -> None:
+    """`name` is the experiment's own detector or a detection of it that has finished its scan; a detection
+    still scanning has no totals yet (409), an unknown name is 404."""
+    if name == DEFAULT_DETECTOR:
+        return
+    detection = session.get(Detection, (experiment.id, name))
+    if detection is None:
+        raise NotFound(f"experiment {experiment.id} has no detector {name!r}", code="unknown_detector",
+                       details={"experiment_id": experiment.id, "detector": name})
+    if detection.status != "succeeded":
+        raise Conflict(f"detector {name!r} is {detection.status}; its results come when its scan succeeds",
+                       code="detection_not_ready",
+                       details={"experiment_id": experiment.id, "detector": name, "status": detection.status})
 
 
 # --- submitting -------------------------------------------------------------------------------
@@ -75,7 +91,7 @@ def create_experiment(backend: Backend, request: ExperimentCreate) -> dict:
     `ServiceUnavailable` and the ledger holds nothing.
     """
     backend.require_model_pair(request.model_pair)
-    _check_detector(request.detector)
+    check_detector(request.detector)
     check_prompts(
         backend.model_pairs[request.model_pair], request.prompts, request.prompt_template, request.chat_template,
         request.max_new_tokens, backend.settings.max_prompt_chars,
@@ -127,18 +143,18 @@ def _chunk_rows(experiment: Experiment, chunk_size: int) -> list[dict]:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _describe(session: Session, experiments: list[Experiment]) -> list[dict]:
+def _describe(session: Session, experiments: list[Experiment], detector: str = DEFAULT_DETECTOR) -> list[dict]:
     """Experiment objects as the API shows them: one query for the totals of the whole page."""
-    totals = _alpha_totals(session, [experiment.id for experiment in experiments])
-    return [_experiment_view(experiment, totals.get(experiment.id, {})) for experiment in experiments]
+    totals = _alpha_totals(session, [experiment.id for experiment in experiments], detector)
+    return [_experiment_view(experiment, totals.get(experiment.id, {}), detector) for experiment in experiments]
 
 
-def _alpha_totals(session: Session, experiment_ids: list[str]) -> dict[str, dict[float, tuple[int, int]]]:
-    """experiment id -> alpha -> (completions, activated) under the default detector."""
+def _alpha_totals(session: Session, experiment_ids: list[str], detector: str) -> dict[str, dict[float, tuple[int, int]]]:
+    """experiment id -> alpha -> (completions, activated) under `detector`."""
     totals: dict[str, dict[float, tuple[int, int]]] = {}
     rows = session.execute(
         select(AlphaTotal.experiment_id, AlphaTotal.alpha, AlphaTotal.n, AlphaTotal.activated).where(
-            AlphaTotal.experiment_id.in_(experiment_ids), AlphaTotal.detector == DEFAULT_DETECTOR
+            AlphaTotal.experiment_id.in_(experiment_ids), AlphaTotal.detector == detector
         )
     )
     for experiment_id, alpha, n, activated in rows:
@@ -146,7 +162,7 @@ def _alpha_totals(session: Session, experiment_ids: list[str]) -> dict[str, dict
     return totals
 
 
-def _experiment_view(experiment: Experiment, alpha_totals: dict[float, tuple[int, int]]) -> dict:
+def _experiment_view(experiment: Experiment, alpha_totals: dict[float, tuple[int, int]], detector: str) -> dict:
     params: dict[str, Any] = {**experiment.params, "prompts_total": experiment.prompts_total}
     if experiment.short_prompts is not None:
         params["prompts"] = experiment.short_prompts
@@ -164,15 +180,19 @@ def _experiment_view(experiment: Experiment, alpha_totals: dict[float, tuple[int
             "completions_done": experiment.completions_done,
             "completions_errored": experiment.completions_errored,
         },
+        "detector": detector,
         "summary": summary,
         "alpha0_estimate": alpha0_estimate(alpha_totals, alphas),
     }
 
 
-def get_experiment(backend: Backend, experiment_id: str) -> dict:
-    """The experiment with its progress and per-alpha summary: two index lookups, whatever its size."""
+def get_experiment(backend: Backend, experiment_id: str, detector: str = DEFAULT_DETECTOR) -> dict:
+    """The experiment with its progress and per-alpha summary under `detector`: a few index lookups, whatever
+    its size."""
     with backend.database.read() as session:
-        return _describe(session, [require_experiment(session, experiment_id)])[0]
+        experiment = require_experiment(session, experiment_id)
+        require_detector(session, experiment, detector)
+        return _describe(session, [experiment], detector)[0]
 
 
 def list_experiments(backend: Backend, status: str | None, limit: int, cursor: str | None) -> dict:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from lda_core.cluster_bootstrap import prompt_clustered_interval
 from lda_core.stats import wilson_interval
 from ldaq.backend import Backend
-from ldaq.experiments import require_experiment
+from ldaq.experiments import require_detector, require_experiment
 from ldaq.request_models import DEFAULT_DETECTOR
 from ldaq.tables import PromptTotal
 
@@ -31,6 +31,7 @@ def clustered_intervals(backend: Backend, experiment_id: str, detector: str = DE
     """Per alpha: n, activations, the Wilson and the prompt-clustered 95% intervals, the design effect."""
     with backend.database.read() as session:
         experiment = require_experiment(session, experiment_id)
+        require_detector(session, experiment, detector)
         key = (experiment_id, detector, experiment.completions_done)
         if (cached := _cached(key)) is not None:
             return cached

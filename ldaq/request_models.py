@@ -94,6 +94,14 @@ class DetectorSpec(RequestModel):
     case_sensitive: bool = False
 
 
+class NamedDetector(DetectorSpec):
+    """Body of POST /api/v1/experiments/ID/detections: a detector and the name its results go by."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = Field(
+        description='letters, digits, "_", "." and "-"; "default" is the experiment\'s own detector'
+    )
+
+
 # `_one_way_to_format` as JSON Schema, so the OpenAPI document refuses what the server refuses.
 ONE_WAY_TO_FORMAT = {
     "not": {
@@ -151,6 +159,14 @@ class ExperimentCreate(ExperimentSettings):
     """Body of POST /api/v1/experiments."""
 
     prompts: list[PromptText] = Field(min_length=1, max_length=MAX_PROMPTS)
+
+
+class ExplainRequest(RequestModel):
+    """Body of POST /api/v1/experiments/ID/completions/explain: which completion to replay and explain."""
+
+    prompt_index: Annotated[int, Field(ge=0, lt=MAX_PROMPTS), INTEGRAL]
+    alpha: Alpha
+    sample_index: Annotated[int, Field(ge=0, lt=1000), INTEGRAL]
 
 
 class GenerateRequest(RequestModel):

@@ -10,6 +10,7 @@ from typing import Literal, get_args
 
 ExperimentStatus = Literal["queued", "running", "succeeded", "partial", "failed", "cancelled"]
 ChunkStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+DetectionStatus = Literal["queued", "running", "succeeded", "failed"]  # a re-detection over stored completions
 
 EXPERIMENT_STATUSES: tuple[str, ...] = get_args(ExperimentStatus)
 FINISHED_EXPERIMENT: tuple[str, ...] = ("succeeded", "partial", "failed", "cancelled")

@@ -160,6 +160,42 @@ class PromptTotal(Base):
     activated: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class Detection(Base):
+    """A named detector run again over an experiment's stored completions (POST .../detections).
+
+    The experiment's own `detector` is the one named "default"; its results live on the completions.
+    Another detector's results are its hits (`DetectionHit`) and its totals (AlphaTotal, PromptTotal
+    under its name), written in one transaction when its scan ends.
+    """
+
+    __tablename__ = "detections"
+
+    experiment_id: Mapped[str] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    detector: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # queued, running, succeeded, failed
+    completions_scanned: Mapped[int] = mapped_column(Integer, default=0)
+    activated: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class DetectionHit(Base):
+    """A completion a named detector found the behaviour in: only hits are stored, since the behaviours
+    ldaq is for are rare. Keyed like the completions, so a page of hits is one index range scan."""
+
+    __tablename__ = "detection_hits"
+
+    experiment_id: Mapped[str] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True)
+    detector: Mapped[str] = mapped_column(String(100), primary_key=True)
+    prompt_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alpha: Mapped[float] = mapped_column(Float, primary_key=True)
+    sample_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    match: Mapped[str | None] = mapped_column(Text)
+
+
 class PairDoorbell(Base):
     """When each model pair's doorbell was last rung, so the sweeper rings a pair, not every chunk."""
 

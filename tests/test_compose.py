@@ -17,7 +17,7 @@ import yaml
 from ldaq.settings import SETTINGS, env_example
 
 ROOT = Path(__file__).resolve().parent.parent
-LDAQ_SERVICES = ("migrate", "api", "worker")
+LDAQ_SERVICES = ("migrate", "api", "worker", "detector")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def environment_names(service: dict) -> set[str]:
 
 
 def test_stack_has_every_service(services: dict) -> None:
-    assert set(services) == {"postgres", "redis", "migrate", "api", "worker", "flower"}
+    assert set(services) == {"postgres", "redis", "migrate", "api", "worker", "detector", "flower"}
 
 
 def test_ldaq_services_run_the_repository_image_through_ldaq(services: dict) -> None:
@@ -48,6 +48,7 @@ def test_ldaq_services_run_the_repository_image_through_ldaq(services: dict) -> 
         assert services[name]["image"] == services["api"]["image"], name
     assert services["migrate"]["command"][0] == "migrate" and "--wait-seconds" in services["migrate"]["command"]
     assert services["worker"]["command"] == ["worker"]
+    assert services["detector"]["command"][0] == "detector" and "deploy" not in services["detector"]  # no GPU
 
 
 def test_api_serves_the_app_factory_with_gunicorn_on_port_8000(services: dict) -> None:
@@ -65,7 +66,7 @@ def test_postgres_and_redis_have_healthchecks(services: dict) -> None:
 
 
 def test_api_and_worker_wait_for_the_migration_and_healthy_stores(services: dict) -> None:
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "detector"):
         depends_on = services[name]["depends_on"]
         assert depends_on["migrate"]["condition"] == "service_completed_successfully", name
         assert depends_on["postgres"]["condition"] == "service_healthy", name

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from ldaq.detections import run_detection
 from ldaq.ledger import ChunkClaim, claim_chunk, complete_chunk
 from ldaq.rows import RowId
 from ldaq.tables import Chunk
@@ -204,6 +205,25 @@ def test_dashboard_shows_the_api_rates_and_activated_completions(chromium, live,
     expected = sorted(api_row_key(completion) for completion in activated_completions(live, experiment_id))
     assert len(expected) == sum(point["activated"] for point in summary) > 0
     assert sorted(table_row_key(row) for row in dom.completion_rows) == expected
+
+
+def test_dashboard_shows_a_re_detections_results_when_the_url_names_its_detector(
+    chromium, live, finished_experiment, tmp_path
+) -> None:
+    experiment_id = finished_experiment["id"]
+    detector = {"name": "prompt-one", "type": "substring", "patterns": ["(prompt 1,"], "case_sensitive": True}
+    assert live.post(f"/api/v1/experiments/{experiment_id}/detections", detector).status_code == 202
+    run_detection(live.database, experiment_id, "prompt-one")  # what the detection worker runs
+    summary = live.get(f"/api/v1/experiments/{experiment_id}", params={"detector": "prompt-one"}).json()["summary"]
+    assert [point["rate"] for point in summary] != [point["rate"] for point in finished_experiment["summary"]]
+
+    url = f"{live.url}/?experiment={experiment_id}&detector=prompt-one"
+    dom = DashboardDom(run_chromium(chromium, tmp_path / "profile", url, "--dump-dom").stdout)
+
+    assert json.loads(dom.chart["data-rates"]) == [point["rate"] for point in summary]
+    shown = {table_row_key(row)[:3] for row in dom.completion_rows}
+    assert shown and all(prompt_index == 1 for prompt_index, _, _ in shown)
+    assert len(shown) == sum(point["activated"] for point in summary)
 
 
 def test_dashboard_screenshot_shows_the_page(chromium, live, finished_experiment, tmp_path) -> None:

@@ -1,14 +1,15 @@
-"""A claimed chunk or POST /generate request as rows for the batch, and its completions as what the
-ledger stores. Pure conversions: no database, no threads.
+"""A claimed chunk, POST /generate or explain request as rows for the batch, and its completions as what the
+ledger stores or the request is answered with. Pure conversions: no database, no threads.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from transformers import PreTrainedTokenizerBase
 
 from lda_core.detect import Detection, Detector
+from lda_core.explain import TokenExplanation
 from lda_core.generate import Completion, GenerationSettings, Row
 from lda_core.prompts import format_prompt
 from ldaq.ledger import ChunkClaim
@@ -38,6 +39,8 @@ class Work:
     request: dict | None = None  # for a direct request
     done: list[Completion] = field(default_factory=list)
     claimed_at: float = 0.0
+    explanation: list[TokenExplanation] | None = None  # an explain request's, once its row has run
+    explanation_error: str | None = None
     first_started_at: float | None = None
     last_finished_at: float | None = None
 
@@ -80,11 +83,40 @@ def chunk_work(claim: ChunkClaim, tokenizer: PreTrainedTokenizerBase, claimed_at
     return work
 
 
-def direct_work(request_id: str, request: dict, claimed_at: float) -> Work:
-    """A POST /generate request's rows: its prompts as given, at one alpha, ending at EOS."""
+def direct_work(request_id: str, request: dict, tokenizer: PreTrainedTokenizerBase, claimed_at: float) -> Work:
+    """A POST /generate request's rows (its prompts as given, at one alpha, ending at EOS), or an explain
+    request's one row: a stored completion's prompt, formatted as its experiment's were, and its identity."""
+    if "explain" in request:
+        return _explanation_work(request_id, request, tokenizer, claimed_at)
     tag, settings = ("direct", request_id), generation_settings({**request, "stop_at_eos": True})
     rows = [Row(i, prompt, float(request["alpha"]), 0, settings, tag) for i, prompt in enumerate(request["prompts"])]
     return Work(tag, rows, len(rows), request=request, claimed_at=claimed_at)
+
+
+def _explanation_work(request_id: str, request: dict, tokenizer: PreTrainedTokenizerBase, claimed_at: float) -> Work:
+    tag, params, which = ("direct", request_id), request["params"], request["explain"]
+    prompt = _formatted(request["prompt"], tokenizer, params)
+    row = Row(which["prompt_index"], prompt if isinstance(prompt, str) else "", float(which["alpha"]),
+              which["sample_index"], generation_settings(params), tag)
+    work = Work(tag, [], 1, request=request, claimed_at=claimed_at)
+    if isinstance(prompt, str):
+        work.rows.append(row)
+    else:
+        work.done.append(Completion.failed(row, f"prompt could not be formatted: {type(prompt).__name__}: {prompt}"))
+    return work
+
+
+def is_explanation(work: Work) -> bool:
+    return work.request is not None and "explain" in work.request
+
+
+def explanation_answer(work: Work) -> tuple[dict | None, str | None]:
+    """The replayed completion with its tokens explained, or why there is none."""
+    completion = work.done[0]
+    if completion.error or work.explanation is None:
+        return None, completion.error or work.explanation_error
+    tokens = [{**asdict(token), "token": _storable(token.token)} for token in work.explanation]
+    return {"text": _storable(completion.text), "finish_reason": completion.finish_reason, "tokens": tokens}, None
 
 
 def direct_answer(work: Work) -> tuple[list[str] | None, str | None]:

@@ -48,7 +48,9 @@ class LedgerClaims:
     def next_direct_request(self) -> Work | None:
         with self.context.database.transaction() as session:
             claimed = claim_next_direct_generation(session, self.model_pair)
-        return None if claimed is None else self._screened(direct_work(*claimed, time.perf_counter()))
+        if claimed is None:
+            return None
+        return self._screened(direct_work(*claimed, self.pair.tokenizer, time.perf_counter()))
 
     def _screened(self, work: Work) -> Work:
         """Rows too long for the context window end at once as errors; the others stay to run."""

@@ -14,7 +14,7 @@ import time
 
 from ldaq import ledger
 from ldaq.direct_generation import record_direct_generation
-from worker.chunk_work import Work, chunk_records, direct_answer
+from worker.chunk_work import Work, chunk_records, direct_answer, explanation_answer, is_explanation
 from worker.context import WorkerContext
 from worker.lease import LeaseKeeper
 
@@ -82,8 +82,8 @@ class ResultWriter:
     def _write(self, kind: str, work: Work) -> None:
         database = self.context.database
         if work.request is not None:
-            texts, error = direct_answer(work)
-            database.when_answering(lambda session: record_direct_generation(session, work.tag[1], texts, error))
+            answer, error = explanation_answer(work) if is_explanation(work) else direct_answer(work)
+            database.when_answering(lambda session: record_direct_generation(session, work.tag[1], answer, error))
             log.info("direct_generation_id=%s outcome=%s", work.tag[1], "failed" if error else "succeeded")
             return
         chunk_id = work.claim.chunk_id

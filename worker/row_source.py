@@ -17,11 +17,12 @@ import threading
 import time
 from collections import deque
 
+from lda_core.explain import explain_tokens
 from lda_core.generate import Completion, Row
 from lda_core.models import ModelPair
 from lda_core.runner import prompt_tokens
 from ldaq import ledger
-from worker.chunk_work import Work
+from worker.chunk_work import Work, is_explanation
 from worker.claims import LedgerClaims
 from worker.context import WorkerContext
 from worker.lease import LeaseKeeper
@@ -126,6 +127,7 @@ class LedgerRowSource:
 
     def finished(self, completions: list[Completion]) -> None:
         now = time.perf_counter()
+        self._explain_any(completions)
         with self._lock:
             for completion in completions:
                 self._in_flight.pop(_row_key(completion), None)
@@ -137,6 +139,24 @@ class LedgerRowSource:
                 if work.complete:
                     del self._works[work.tag]
                     self._writer.done(work)
+
+    def _explain_any(self, completions: list[Completion]) -> None:
+        """An explain request's row has run: explain its tokens now, on the generation thread (one forward of
+        each model over one sequence), outside the lock the poller and the claims take."""
+        with self._lock:
+            pending = [(self._works[c.tag], self._in_flight[_row_key(c)], c) for c in completions
+                       if c.tag in self._works and _row_key(c) in self._in_flight and is_explanation(self._works[c.tag])]
+        for work, row, completion in pending:
+            self._explain(work, row, completion)
+
+    def _explain(self, work: Work, row: Row, completion: Completion) -> None:
+        if completion.error:
+            return
+        try:
+            work.explanation = explain_tokens(self.pair, row, completion.token_ids, row.settings)
+        except Exception as error:  # the request is answered with it; the batch runs on
+            log.exception("explaining %s failed", work.tag)
+            work.explanation_error = f"{type(error).__name__}: {error}"
 
     def cancelled(self, rows: list[Row]) -> list[bool]:
         with self._lock:

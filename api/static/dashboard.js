@@ -8,8 +8,11 @@ const LIST_LIMIT = 50;
 const COMPLETIONS_PAGE = 100;
 const COMPLETIONS_SHOWN = 500; // enough to read; the exports hold every row
 
+const DEFAULT_DETECTOR = "default";
+
 const state = {
   selectedId: new URLSearchParams(location.search).get("experiment"),
+  detector: new URLSearchParams(location.search).get("detector") || DEFAULT_DETECTOR,
   completionsKey: null, // refetch activated completions only when this changes
 };
 
@@ -41,11 +44,16 @@ function experimentPath(id) {
   return `/experiments/${encodeURIComponent(id)}`;
 }
 
+function underDetector(query = {}) {
+  // Every view of one experiment reads the chosen detector's results.
+  return new URLSearchParams({ ...query, detector: state.detector });
+}
+
 async function activatedCompletions(id) {
   const rows = [];
   let cursor = null;
   do {
-    const query = new URLSearchParams({ activated: "true", limit: COMPLETIONS_PAGE });
+    const query = underDetector({ activated: "true", limit: COMPLETIONS_PAGE });
     if (cursor) query.set("cursor", cursor);
     const page = await getJson(`${experimentPath(id)}/completions?${query}`);
     rows.push(...page.items);
@@ -154,8 +162,8 @@ function renderHead(experiment) {
   error.hidden = !experiment.error;
   error.textContent = experiment.error || "";
   for (const link of document.querySelectorAll(".exports a")) {
-    link.href = `${API}${experimentPath(experiment.id)}/export?format=${link.dataset.format}`;
-    link.download = `${experiment.id}.${link.dataset.format}`;
+    link.href = `${API}${experimentPath(experiment.id)}/export?${underDetector({ format: link.dataset.format })}`;
+    link.download = `${experiment.id}.${state.detector}.${link.dataset.format}`;
   }
 }
 
@@ -217,8 +225,27 @@ function renderCompletions(completions, activatedTotal) {
   document.getElementById("activated-count").textContent = `(${shown}${activatedTotal})`;
 }
 
+function renderDetectors(detections) {
+  // Only detectors whose results exist can be chosen; one still scanning shows its progress.
+  const select = document.getElementById("detector-select");
+  const options = detections.map((detection) => {
+    const ready = detection.status === "succeeded" || detection.name === DEFAULT_DETECTOR;
+    const progress = ready ? "" : ` (${detection.status} ${detection.completions_scanned}/${detection.completions_total})`;
+    const option = el("option", "", `${detection.name}${progress}`);
+    option.value = detection.name;
+    option.disabled = !ready;
+    return option;
+  });
+  select.replaceChildren(...options);
+  if (!detections.some((d) => d.name === state.detector && (d.status === "succeeded" || d.name === DEFAULT_DETECTOR))) {
+    state.detector = DEFAULT_DETECTOR;
+  }
+  select.value = state.detector;
+}
+
 async function refreshDetail(id) {
-  const experiment = await getJson(experimentPath(id));
+  renderDetectors((await getJson(`${experimentPath(id)}/detections`)).items);
+  const experiment = await getJson(`${experimentPath(id)}?${underDetector()}`);
   if (id !== state.selectedId) return; // the user picked another while this was in flight
   document.getElementById("detail").hidden = false;
   document.getElementById("detail-placeholder").hidden = true;
@@ -226,7 +253,7 @@ async function refreshDetail(id) {
   renderSettings(experiment.params);
   renderSummaryTable(experiment.summary);
   renderRateChart(document.getElementById("rate-chart"), experiment.summary);
-  const key = `${id}:${experiment.status}:${experiment.progress.completions_done}`;
+  const key = `${id}:${state.detector}:${experiment.status}:${experiment.progress.completions_done}`;
   if (key === state.completionsKey) return;
   const completions = await activatedCompletions(id);
   const activatedTotal = experiment.summary.reduce((sum, point) => sum + point.activated, 0);
@@ -273,7 +300,7 @@ async function downloadExport(event) {
   if (!localStorage.getItem(TOKEN_KEY)) return;
   event.preventDefault();
   const link = event.currentTarget;
-  const path = `${experimentPath(state.selectedId)}/export?format=${link.dataset.format}`;
+  const path = `${experimentPath(state.selectedId)}/export?${underDetector({ format: link.dataset.format })}`;
   const url = URL.createObjectURL(await (await apiFetch(path)).blob());
   Object.assign(el("a"), { href: url, download: link.download }).click();
   URL.revokeObjectURL(url);
@@ -294,6 +321,11 @@ function setUpTokenForm() {
 }
 
 setUpTokenForm();
+document.getElementById("detector-select").addEventListener("change", (event) => {
+  state.detector = event.target.value;
+  state.completionsKey = null;
+  if (state.selectedId) select(state.selectedId);
+});
 for (const link of document.querySelectorAll(".exports a")) {
   link.addEventListener("click", (event) => downloadExport(event).catch(reportError));
 }
