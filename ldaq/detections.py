@@ -45,7 +45,7 @@ def request_detection(backend: Backend, experiment_id: str, body: NamedDetector)
         experiment = require_experiment(session, experiment_id, for_update=True)
         _refuse_unless_detectable(session, experiment, body.name)
         detection = Detection(experiment_id=experiment_id, name=body.name, detector=spec, status="queued",
-                              completions_scanned=0, activated=0, created_at=utcnow())
+                              at_submit=False, completions_scanned=0, activated=0, created_at=utcnow())
         session.add(detection)
         session.flush()
         view = _detection_view(detection, experiment.completions_done - experiment.completions_errored)
@@ -74,26 +74,29 @@ def _refuse_unless_detectable(session: Session, experiment: Experiment, name: st
 
 
 def list_detections(backend: Backend, experiment_id: str) -> dict:
-    """The experiment's own detector ("default") and every detection of it, oldest first."""
+    """The experiment's own detector ("default"), those given at submit, and every re-detection, oldest first.
+    The first two are applied as completions arrive: they read as running until the experiment ends."""
     with backend.database.read() as session:
         experiment = require_experiment(session, experiment_id)
         detections = session.scalars(
             select(Detection).where(Detection.experiment_id == experiment_id).order_by(Detection.created_at)
         ).all()
-        default_hits = session.scalar(
-            select(func.coalesce(func.sum(AlphaTotal.activated), 0)).where(
-                AlphaTotal.experiment_id == experiment_id, AlphaTotal.detector == DEFAULT_DETECTOR
-            )
-        )
+        live_hits = dict(session.execute(
+            select(AlphaTotal.detector, func.sum(AlphaTotal.activated))
+            .where(AlphaTotal.experiment_id == experiment_id).group_by(AlphaTotal.detector)
+        ).all())
     sampled = experiment.completions_done - experiment.completions_errored
-    default = {
-        "name": DEFAULT_DETECTOR, "detector": experiment.detector,
-        "status": "succeeded" if experiment.status in FINISHED_EXPERIMENT else "running",
-        "completions_scanned": sampled, "completions_total": sampled, "activated": default_hits, "error": None,
-        "created_at": experiment.created_at, "started_at": experiment.started_at,
-        "finished_at": experiment.finished_at,
-    }
-    return {"items": [default, *(_detection_view(detection, sampled) for detection in detections)]}
+    live = {"status": "succeeded" if experiment.status in FINISHED_EXPERIMENT else "running",
+            "completions_scanned": sampled, "started_at": experiment.started_at, "finished_at": experiment.finished_at}
+    default = {"name": DEFAULT_DETECTOR, "detector": experiment.detector, "activated": live_hits.get(DEFAULT_DETECTOR, 0),
+               "completions_total": sampled, "error": None, "created_at": experiment.created_at, **live}
+    items = [default]
+    for detection in detections:
+        view = _detection_view(detection, sampled)
+        if detection.at_submit:
+            view |= {**live, "activated": live_hits.get(detection.name, 0)}
+        items.append(view)
+    return {"items": items}
 
 
 def _detection_view(detection: Detection, completions_total: int) -> dict[str, Any]:
@@ -116,7 +119,7 @@ def run_detection(database: Database, experiment_id: str, name: str) -> None:
     """
     with database.transaction() as session:
         detection = session.get(Detection, (experiment_id, name), with_for_update=True)
-        if detection is None or detection.status in ("succeeded", "failed"):
+        if detection is None or detection.at_submit or detection.status in ("succeeded", "failed"):
             return
         detection.status, detection.started_at, detection.completions_scanned = "running", utcnow(), 0
         spec = dict(detection.detector)

@@ -61,7 +61,7 @@ def require_detector(session: Session, experiment: Experiment, name: str) -> Non
     if detection is None:
         raise NotFound(f"experiment {experiment.id} has no detector {name!r}", code="unknown_detector",
                        details={"experiment_id": experiment.id, "detector": name})
-    if detection.status != "succeeded":
+    if not detection.at_submit and detection.status != "succeeded":
         raise Conflict(f"detector {name!r} is {detection.status}; its results come when its scan succeeds",
                        code="detection_not_ready",
                        details={"experiment_id": experiment.id, "detector": name, "status": detection.status})
@@ -91,7 +91,8 @@ def create_experiment(backend: Backend, request: ExperimentCreate) -> dict:
     `ServiceUnavailable` and the ledger holds nothing.
     """
     backend.require_model_pair(request.model_pair)
-    check_detector(request.detector)
+    for detector in (request.detector, *request.detectors):
+        check_detector(detector)
     check_prompts(
         backend.model_pairs[request.model_pair], request.prompts, request.prompt_template, request.chat_template,
         request.max_new_tokens, backend.settings.max_prompt_chars,
@@ -127,6 +128,9 @@ def _insert_experiment(
         [{"experiment_id": experiment.id, "prompt_index": index, "text": text} for index, text in enumerate(request.prompts)],
     )
     session.execute(Chunk.__table__.insert(), _chunk_rows(experiment, chunk_size))
+    session.add_all(Detection(experiment_id=experiment.id, name=named.name, detector=named.model_dump(exclude={"name"}),
+                              status="running", at_submit=True, completions_scanned=0, activated=0, created_at=utcnow())
+                    for named in request.detectors)
     return experiment
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from ldaq.rows import RowId, rows_in_range
 from ldaq.statuses import FINISHED_CHUNK, FINISHED_EXPERIMENT
 from ldaq.tables import Chunk, CompletionRecord, Experiment, Prompt, utcnow
-from ldaq.totals import add_to_totals, insert_new_completions
+from ldaq.totals import NamedHits, add_to_totals, insert_new_completions
 
 
 @dataclass(frozen=True)
@@ -160,14 +160,16 @@ def cancelled_among(session: Session, experiment_ids: set[str]) -> set[str]:
 
 
 def complete_chunk(
-    session: Session, chunk_id: int, records: list[dict], run_seconds: float, model_seconds: float
+    session: Session, chunk_id: int, records: list[dict], run_seconds: float, model_seconds: float,
+    named_hits: NamedHits | None = None,
 ) -> None:
-    """Store the chunk's completions, count them and mark it succeeded, in the caller's one transaction."""
+    """Store the chunk's completions (and what the experiment's named detectors found in them), count them and
+    mark it succeeded, in the caller's one transaction."""
     locked = _lock(session, chunk_id)
     if locked is None or locked[1].status == "succeeded":
         return
     experiment, chunk = locked
-    add_to_totals(session, experiment, insert_new_completions(session, records))
+    add_to_totals(session, experiment, insert_new_completions(session, records), named_hits or {})
     chunk.run_seconds, chunk.model_seconds = run_seconds, model_seconds
     _finish_chunk(session, experiment, chunk, "succeeded", None)
 

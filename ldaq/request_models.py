@@ -31,6 +31,7 @@ MAX_CHUNK_SIZE = 10_000
 SEED_MAX = 2**31 - 1  # the ledger stores the seed in a 32-bit integer column
 MAX_ROWS = 10**9  # prompts x alphas x samples of one experiment
 DEFAULT_DETECTOR = "default"  # the name of the `detector` an experiment is submitted with
+MAX_NAMED_DETECTORS = 16  # besides the default, per experiment at submit
 
 
 # Text rules as `pattern`s, so the OpenAPI document says exactly what the server takes. A pattern is
@@ -132,6 +133,10 @@ class ExperimentSettings(RequestModel):
     seed: Seed = 0
     stop_at_eos: bool = True
     detector: DetectorSpec = Field(default_factory=DetectorSpec)
+    detectors: list[NamedDetector] = Field(
+        default_factory=list, max_length=MAX_NAMED_DETECTORS,
+        description='more detectors, each with its own name, applied as completions arrive; `detector` is "default"',
+    )
     keep_text: Literal["all", "activated"] = Field(
         "all", description='"activated" stores the text of activated completions only (others: text null)'
     )
@@ -147,6 +152,16 @@ class ExperimentSettings(RequestModel):
         if len(set(normalized)) != len(normalized):
             raise ValueError("alphas must be distinct")
         return normalized
+
+    @field_validator("detectors")
+    @classmethod
+    def _distinct_names(cls, detectors: list[NamedDetector]) -> list[NamedDetector]:
+        names = [detector.name for detector in detectors]
+        if DEFAULT_DETECTOR in names:
+            raise ValueError(f'"{DEFAULT_DETECTOR}" names the experiment\'s own `detector`; choose another name')
+        if len(set(names)) != len(names):
+            raise ValueError("detector names must be distinct")
+        return detectors
 
     @model_validator(mode="after")
     def _one_way_to_format(self) -> ExperimentSettings:

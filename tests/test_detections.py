@@ -61,9 +61,26 @@ def test_a_new_detector_runs_over_stored_completions_and_every_view_reads_it(ser
     service.start_worker(DETECTOR_WORKER)
     detection = wait_for_detection(service, experiment["id"], "vowel-pairs")
 
-    hits = expected_hits(before)
-    assert detection["status"] == "succeeded", detection
+
     assert detection["completions_scanned"] == detection["completions_total"] == len(before)
+    assert_every_view_reads(service, experiment["id"], before, detection)
+
+
+def test_a_detector_named_at_submit_counts_as_completions_arrive(service: LiveService) -> None:
+    experiment = finished_experiment(service, detectors=[VOWEL_PAIRS])
+    assert experiment["params"]["detectors"] == [VOWEL_PAIRS]
+    listed = service.get(f"{EXPERIMENTS}/{experiment['id']}/detections").json()["items"]
+    assert [(item["name"], item["status"]) for item in listed] == [("default", "succeeded"), ("vowel-pairs", "succeeded")]
+    assert_every_view_reads(service, experiment["id"], exported(service, experiment["id"]), listed[1])
+    again = service.post(f"{EXPERIMENTS}/{experiment['id']}/detections", VOWEL_PAIRS)
+    assert_error(again, 409, "detector_exists")
+
+
+def assert_every_view_reads(service: LiveService, experiment_id: str, before: list[dict], detection: dict) -> None:
+    """Under ?detector=vowel-pairs, the summary, the completions, the export and the intervals say what Python's
+    own re finds in the stored texts; the default detector's results are untouched."""
+    url = f"{EXPERIMENTS}/{experiment_id}"
+    hits = expected_hits(before)
     assert detection["activated"] == len(hits) and 0 < len(hits) < len(before)  # the pattern must discriminate
     summary = service.get(url, params={"detector": "vowel-pairs"}).json()
     n, activated = Counter(c["alpha"] for c in before), Counter(key[1] for key in hits)
@@ -73,12 +90,22 @@ def test_a_new_detector_runs_over_stored_completions_and_every_view_reads_it(ser
     ]
     page = service.get(f"{url}/completions", params={"detector": "vowel-pairs", "activated": "true", "limit": 500})
     assert {key(c): c["match"] for c in page.json()["items"]} == hits
-    under_new = exported_under(service, experiment["id"], "vowel-pairs")
+    under_new = exported_under(service, experiment_id, "vowel-pairs")
     assert {key(c): (c["activated"], c["match"]) for c in under_new} == {key(c): (key(c) in hits, hits.get(key(c)))
                                                                         for c in before}
     intervals = service.get(f"{url}/intervals", params={"detector": "vowel-pairs"}).json()["intervals"]
     assert [(row["n"], row["activated"]) for row in intervals] == [(n[a], activated[a]) for a in sorted(n)]
-    assert exported(service, experiment["id"]) == before  # the default detector's results stay as they were
+    assert exported(service, experiment_id) == before
+
+
+def test_detectors_named_at_submit_are_validated_as_the_default_is(embedded_service: LiveService) -> None:
+    def submitted(detectors: list[dict]):
+        return embedded_service.post(EXPERIMENTS, sweep(detectors=detectors))
+
+    assert_error(submitted([{**VOWEL_PAIRS, "name": "default"}]), 400, "invalid_request")
+    assert_error(submitted([VOWEL_PAIRS, VOWEL_PAIRS]), 400, "invalid_request")
+    assert_error(submitted([{**VOWEL_PAIRS, "patterns": ["(a"]}]), 400, "invalid_detector")
+    assert_error(submitted([{key: v for key, v in VOWEL_PAIRS.items() if key != "name"}]), 400, "invalid_request")
 
 
 def test_re_detection_is_refused_where_it_cannot_be_right(embedded_service: LiveService) -> None:

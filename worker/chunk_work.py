@@ -13,6 +13,7 @@ from lda_core.explain import TokenExplanation
 from lda_core.generate import Completion, GenerationSettings, Row
 from lda_core.prompts import format_prompt
 from ldaq.ledger import ChunkClaim
+from ldaq.totals import NamedHits
 
 NOT_DETECTED = Detection(False, None)
 
@@ -150,6 +151,17 @@ def _record(claim: ChunkClaim, completion: Completion, detector: Detector, keep_
         "match": _storable(detection.match) if detection.match else None,
         "error": completion.error,
     }
+
+
+def named_hits(claim: ChunkClaim, completions: list[Completion]) -> NamedHits:
+    """What each of the experiment's named detectors (`detectors`, given at submit) found: row key -> match."""
+    found: NamedHits = {}
+    for spec in claim.params.get("detectors", []):
+        detector = Detector(spec["type"], tuple(spec["patterns"]), spec["case_sensitive"])
+        detections = ((completion, detector.detect(completion.text)) for completion in completions if not completion.error)
+        found[spec["name"]] = {(c.prompt_index, c.alpha, c.sample_index): _storable(detection.match)
+                               for c, detection in detections if detection.activated}
+    return found
 
 
 def chunk_records(claim: ChunkClaim, completions: list[Completion]) -> list[dict]:

@@ -14,7 +14,14 @@ import time
 
 from ldaq import ledger
 from ldaq.direct_generation import record_direct_generation
-from worker.chunk_work import Work, chunk_records, direct_answer, explanation_answer, is_explanation
+from worker.chunk_work import (
+    Work,
+    chunk_records,
+    direct_answer,
+    explanation_answer,
+    is_explanation,
+    named_hits,
+)
 from worker.context import WorkerContext
 from worker.lease import LeaseKeeper
 
@@ -93,9 +100,10 @@ class ResultWriter:
             records = chunk_records(work.claim, work.done)
             run_seconds = time.perf_counter() - work.claimed_at
             model_seconds = (work.last_finished_at or 0.0) - (work.first_started_at or 0.0)
-            database.when_answering(
-                lambda session: ledger.complete_chunk(session, chunk_id, records, run_seconds, max(0.0, model_seconds))
-            )
+            hits = named_hits(work.claim, work.done)
+            database.when_answering(lambda session: ledger.complete_chunk(
+                session, chunk_id, records, run_seconds, max(0.0, model_seconds), hits
+            ))
             self.chunks_written += 1
         log.info("chunk_id=%s experiment_id=%s chunk_index=%s attempt=%s outcome=%s rows=%s",
                  chunk_id, work.claim.experiment_id, work.claim.chunk_index, work.claim.attempt,

@@ -4,8 +4,8 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-28
 
-A detection (experiment, name) records a detector run over an experiment's stored completions by
-the detection worker; its hits are kept sparse (only completions that matched), keyed like the
+A detection (experiment, name) records a named detector: given at submit (applied as chunks
+commit) or run later over an experiment's stored completions by the detection worker; its hits are kept sparse (only completions that matched), keyed like the
 completions. Its totals go to alpha_totals and prompt_totals under its name, which already carry a
 detector column. Nothing to backfill: existing experiments have only their default detector.
 """
@@ -25,6 +25,7 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=100), nullable=False),
     sa.Column('detector', sa.JSON(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('at_submit', sa.Boolean(), nullable=False),
     sa.Column('completions_scanned', sa.Integer(), nullable=False),
     sa.Column('activated', sa.Integer(), nullable=False),
     sa.Column('error', sa.Text(), nullable=True),
