@@ -20,7 +20,7 @@ from ldaq.detections import run_detection
 from ldaq.ledger import ChunkClaim, claim_chunk, complete_chunk
 from ldaq.rows import RowId
 from ldaq.tables import Chunk
-from tests.helpers import service_unavailable
+from tests.helpers import exported, service_unavailable, sweep
 from tests.live_service import REPO_ROOT, LiveService
 
 CHROMIUM = "/usr/bin/chromium"
@@ -139,6 +139,8 @@ class DashboardDom(HTMLParser):
     def __init__(self, html: str) -> None:
         super().__init__()
         self.chart: dict[str, str] = {}
+        self.clustered: list[object] = []  # the summary table's prompt-resampled interval, per alpha
+        self.explained_logits: list[float] = []  # the explain view's tokens, by their after - before logit
         self.class_counts: dict[str, int] = {}
         self.completion_rows: list[dict] = []
         self._in_completions = False
@@ -151,6 +153,10 @@ class DashboardDom(HTMLParser):
             self.class_counts[name] = self.class_counts.get(name, 0) + 1
         if attributes.get("id") == "rate-chart":
             self.chart = attributes
+        elif tag == "tr" and "data-clustered" in attributes:
+            self.clustered.append(json.loads(attributes["data-clustered"]))
+        elif "data-logit-difference" in attributes:
+            self.explained_logits.append(float(attributes["data-logit-difference"]))
         elif attributes.get("id") == "completions-body":
             self._in_completions = True
         elif self._in_completions and tag == "tr":
@@ -172,7 +178,7 @@ class DashboardDom(HTMLParser):
 
 def table_row_key(row: dict) -> tuple:
     attributes, cells = row["attributes"], row["cells"]
-    prompt, _alpha, _sample, text, _finish = cells
+    prompt, _alpha, _sample, text, _finish, _explain = cells
     return int(attributes["data-prompt-index"]), float(attributes["data-alpha"]), int(attributes["data-sample-index"]), prompt, text
 
 
@@ -200,8 +206,13 @@ def test_dashboard_shows_the_api_rates_and_activated_completions(chromium, live,
     assert json.loads(dom.chart["data-rates"]) == [point["rate"] for point in summary]
     assert json.loads(dom.chart["data-ci95"]) == [point["ci95"] for point in summary]
     assert dom.class_counts.get("main-svg", 0) >= 1, "plotly drew no chart"
-    assert dom.class_counts.get("point") == len(ALPHAS)
-    assert dom.class_counts.get("errorbar") == len(ALPHAS)
+    # The measured rates, and the alpha-0 estimate fitted to the positive alphas, each with its interval.
+    assert dom.class_counts.get("point") == len(ALPHAS) + 1
+    assert dom.class_counts.get("errorbar") == len(ALPHAS) + 1
+    estimate = finished_experiment["alpha0_estimate"]
+    assert json.loads(dom.chart["data-alpha0-estimate"]) == [estimate["rate"], *estimate["ci95"]]
+    intervals = live.get(f"/api/v1/experiments/{experiment_id}/intervals").json()["intervals"]
+    assert dom.clustered == [point["ci95_clustered"] for point in intervals]
     expected = sorted(api_row_key(completion) for completion in activated_completions(live, experiment_id))
     assert len(expected) == sum(point["activated"] for point in summary) > 0
     assert sorted(table_row_key(row) for row in dom.completion_rows) == expected
@@ -224,6 +235,27 @@ def test_dashboard_shows_a_re_detections_results_when_the_url_names_its_detector
     shown = {table_row_key(row)[:3] for row in dom.completion_rows}
     assert shown and all(prompt_index == 1 for prompt_index, _, _ in shown)
     assert len(shown) == sum(point["activated"] for point in summary)
+
+
+def test_dashboard_draws_rates_on_a_log_scale_when_asked(chromium, live, finished_experiment, tmp_path) -> None:
+    url = f"{live.url}/?experiment={finished_experiment['id']}&scale=log"
+    dom = DashboardDom(run_chromium(chromium, tmp_path / "profile", url, "--dump-dom").stdout)
+    assert dom.chart["data-scale"] == "log"
+    assert json.loads(dom.chart["data-rates"]) == [point["rate"] for point in finished_experiment["summary"]]
+
+
+def test_dashboard_explains_a_completion_named_in_the_url(chromium, embedded_service, tmp_path) -> None:
+    embedded_service.start_worker()
+    experiment = embedded_service.wait_finished(embedded_service.submit(sweep(alphas=[0, 4]))["id"])
+    stored = next(c for c in exported(embedded_service, experiment["id"]) if c["alpha"] == 4 and c["tokens"] > 2)
+    which = {"prompt_index": stored["prompt_index"], "alpha": 4, "sample_index": stored["sample_index"]}
+    explained = embedded_service.post(f"/api/v1/experiments/{experiment['id']}/completions/explain", which).json()
+
+    url = f"{embedded_service.url}/?experiment={experiment['id']}&explain={stored['prompt_index']},4,{stored['sample_index']}"
+    dom = DashboardDom(run_chromium(chromium, tmp_path / "profile", url, "--dump-dom").stdout)
+
+    assert dom.explained_logits == [token["logit_difference"] for token in explained["tokens"]]
+    assert len(dom.explained_logits) == stored["tokens"]
 
 
 def test_dashboard_screenshot_shows_the_page(chromium, live, finished_experiment, tmp_path) -> None:

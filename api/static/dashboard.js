@@ -13,8 +13,17 @@ const DEFAULT_DETECTOR = "default";
 const state = {
   selectedId: new URLSearchParams(location.search).get("experiment"),
   detector: new URLSearchParams(location.search).get("detector") || DEFAULT_DETECTOR,
-  completionsKey: null, // refetch activated completions only when this changes
+  logScale: new URLSearchParams(location.search).get("scale") === "log",
+  completionsKey: null, // refetch activated completions and intervals only when this changes
+  clustered: [], // per alpha, the prompt-resampled interval (null until fetched)
+  explainOnLoad: parseRow(new URLSearchParams(location.search).get("explain")), // ?explain=prompt,alpha,sample
 };
+
+function parseRow(text) {
+  const parts = (text || "").split(",").map(Number);
+  if (parts.length !== 3 || parts.some(Number.isNaN)) return null;
+  return { prompt_index: parts[0], alpha: parts[1], sample_index: parts[2] };
+}
 
 class ApiError extends Error {
   constructor(path, status) {
@@ -38,6 +47,15 @@ async function apiFetch(path) {
 
 async function getJson(path) {
   return (await apiFetch(path)).json();
+}
+
+async function postJson(path, body) {
+  const response = await fetch(API + path, {
+    method: "POST", headers: { ...authHeaders(), "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
+  const answer = await response.json();
+  if (!response.ok) throw new Error(answer.error ? answer.error.message : `${path}: HTTP ${response.status}`);
+  return answer;
 }
 
 function experimentPath(id) {
@@ -184,13 +202,32 @@ function renderSettings(params) {
   document.getElementById("settings").replaceChildren(...items);
 }
 
+function interval(bounds) {
+  return bounds ? `${percent(bounds[0])} – ${percent(bounds[1])}` : "–";
+}
+
 function renderSummaryTable(summary) {
-  const rows = summary.map((point) => row([
-    String(point.alpha), String(point.n), String(point.activated), percent(point.rate),
-    `${percent(point.ci95[0])} – ${percent(point.ci95[1])}`,
-    point.samples_for_95pct_detection == null ? "–" : String(point.samples_for_95pct_detection),
-  ]));
+  const clustered = new Map(state.clustered.map((point) => [point.alpha, point.ci95_clustered]));
+  const rows = summary.map((point) => {
+    const tr = row([
+      String(point.alpha), String(point.n), String(point.activated), percent(point.rate), interval(point.ci95),
+      interval(clustered.get(point.alpha)),
+      point.samples_for_95pct_detection == null ? "–" : String(point.samples_for_95pct_detection),
+    ]);
+    tr.dataset.clustered = JSON.stringify(clustered.get(point.alpha) ?? null);
+    return tr;
+  });
   document.getElementById("summary-body").replaceChildren(...rows);
+}
+
+function renderEstimate(estimate) {
+  const node = document.getElementById("alpha0-estimate");
+  node.hidden = !estimate;
+  if (!estimate) return;
+  const digits = (value) => `${(100 * value).toFixed(3)}%`;
+  const direct = estimate.direct ? `; measured at alpha 0: ${digits(estimate.direct.rate)} of ${estimate.direct.n}` : "";
+  node.textContent = `alpha-0 estimate: ${digits(estimate.rate)} [${digits(estimate.ci95[0])}, ` +
+    `${digits(estimate.ci95[1])}] (${estimate.model})${direct}`;
 }
 
 function completionCell(completion) {
@@ -209,9 +246,12 @@ function completionCell(completion) {
 function completionRow(completion) {
   const prompt = el("div", "prompt-text", completion.prompt);
   prompt.title = completion.prompt;
+  const explain = el("button", "explain-button", "explain");
+  explain.type = "button";
+  explain.addEventListener("click", () => showExplanation(completion));
   const tr = row([
     prompt, String(completion.alpha), String(completion.sample_index),
-    completionCell(completion), completion.finish_reason,
+    completionCell(completion), completion.finish_reason, explain,
   ]);
   tr.dataset.promptIndex = completion.prompt_index;
   tr.dataset.alpha = completion.alpha;
@@ -243,6 +283,46 @@ function renderDetectors(detections) {
   select.value = state.detector;
 }
 
+function tokenSpan(token, largest) {
+  // Shaded by the after-minus-before logit: what amplification multiplies.
+  const span = el("span", "token", token.token);
+  const strength = Math.min(1, Math.abs(token.logit_difference) / (largest || 1));
+  const colour = token.logit_difference >= 0 ? "220, 38, 38" : "37, 99, 235";
+  span.style.backgroundColor = `rgba(${colour}, ${(0.08 + 0.6 * strength).toFixed(3)})`;
+  span.dataset.logitDifference = token.logit_difference;
+  const sampled = token.logprob_sampled == null ? "–" : token.logprob_sampled.toFixed(3);
+  span.title = `logit after - before ${token.logit_difference.toFixed(3)}\nlog p before ` +
+    `${token.logprob_before.toFixed(3)}, after ${token.logprob_after.toFixed(3)}, sampled ${sampled}`;
+  return span;
+}
+
+async function showExplanation(completion) {
+  const which = { prompt_index: completion.prompt_index, alpha: completion.alpha, sample_index: completion.sample_index };
+  document.getElementById("explain").hidden = false;
+  document.getElementById("explain-which").textContent =
+    `(prompt ${which.prompt_index}, alpha ${which.alpha}, sample ${which.sample_index})`;
+  const status = document.getElementById("explain-status");
+  status.textContent = "replaying through the worker…";
+  document.getElementById("explain-tokens").replaceChildren();
+  try {
+    const explained = await postJson(`${experimentPath(state.selectedId)}/completions/explain`, which);
+    const largest = Math.max(...explained.tokens.map((token) => Math.abs(token.logit_difference)));
+    document.getElementById("explain-tokens").replaceChildren(...explained.tokens.map((t) => tokenSpan(t, largest)));
+    status.textContent = explained.reproduces_stored === false
+      ? "the replay differs from the stored text (float noise flipped a near-tie)" : "";
+  } catch (error) {
+    status.textContent = `could not explain: ${error.message}`;
+  }
+}
+
+async function refreshIntervals(id) {
+  try {
+    state.clustered = (await getJson(`${experimentPath(id)}/intervals?${underDetector()}`)).intervals;
+  } catch (error) {
+    state.clustered = []; // the Wilson intervals still show; the table says "–" for these
+  }
+}
+
 async function refreshDetail(id) {
   renderDetectors((await getJson(`${experimentPath(id)}/detections`)).items);
   const experiment = await getJson(`${experimentPath(id)}?${underDetector()}`);
@@ -251,9 +331,15 @@ async function refreshDetail(id) {
   document.getElementById("detail-placeholder").hidden = true;
   renderHead(experiment);
   renderSettings(experiment.params);
-  renderSummaryTable(experiment.summary);
-  renderRateChart(document.getElementById("rate-chart"), experiment.summary);
+  renderEstimate(experiment.alpha0_estimate);
+  if (state.explainOnLoad) {
+    showExplanation(state.explainOnLoad);
+    state.explainOnLoad = null;
+  }
+  renderRateChart(document.getElementById("rate-chart"), experiment.summary, experiment.alpha0_estimate, state.logScale);
   const key = `${id}:${state.detector}:${experiment.status}:${experiment.progress.completions_done}`;
+  if (key !== state.completionsKey) await refreshIntervals(id); // computed on demand, cached by the server
+  renderSummaryTable(experiment.summary);
   if (key === state.completionsKey) return;
   const completions = await activatedCompletions(id);
   const activatedTotal = experiment.summary.reduce((sum, point) => sum + point.activated, 0);
@@ -291,6 +377,7 @@ async function poll() {
 function select(id) {
   state.selectedId = id;
   state.completionsKey = null;
+  document.getElementById("explain").hidden = true;
   markSelected();
   refreshDetail(id).catch(reportError);
 }
@@ -321,6 +408,12 @@ function setUpTokenForm() {
 }
 
 setUpTokenForm();
+const logScale = document.getElementById("log-scale");
+logScale.checked = state.logScale;
+logScale.addEventListener("change", () => {
+  state.logScale = logScale.checked;
+  if (state.selectedId) select(state.selectedId);
+});
 document.getElementById("detector-select").addEventListener("change", (event) => {
   state.detector = event.target.value;
   state.completionsKey = null;
