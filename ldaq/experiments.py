@@ -44,6 +44,15 @@ def check_detector(spec: DetectorSpec) -> None:
         raise InvalidRequest(str(error), code="invalid_detector", details={"detector": spec.model_dump()}) from error
 
 
+def _check_detector_names(names: list[str]) -> None:
+    """Named detectors are told apart by name, and "default" is the experiment's own `detector` (JSON Schema can
+    say neither about items of a list of objects)."""
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if DEFAULT_DETECTOR in names or repeated:
+        raise InvalidRequest(f'detector names must be distinct and not "{DEFAULT_DETECTOR}" (the experiment\'s own '
+                             "`detector`)", code="invalid_detector_name", details={"repeated": repeated})
+
+
 def require_experiment(session: Session, experiment_id: str, *, for_update: bool = False) -> Experiment:
     """The experiment, or `NotFound` naming the id."""
     experiment = session.get(Experiment, experiment_id, with_for_update=for_update)
@@ -91,6 +100,7 @@ def create_experiment(backend: Backend, request: ExperimentCreate) -> dict:
     `ServiceUnavailable` and the ledger holds nothing.
     """
     backend.require_model_pair(request.model_pair)
+    _check_detector_names([detector.name for detector in request.detectors])
     for detector in (request.detector, *request.detectors):
         check_detector(detector)
     check_prompts(

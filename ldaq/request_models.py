@@ -153,16 +153,6 @@ class ExperimentSettings(RequestModel):
             raise ValueError("alphas must be distinct")
         return normalized
 
-    @field_validator("detectors")
-    @classmethod
-    def _distinct_names(cls, detectors: list[NamedDetector]) -> list[NamedDetector]:
-        names = [detector.name for detector in detectors]
-        if DEFAULT_DETECTOR in names:
-            raise ValueError(f'"{DEFAULT_DETECTOR}" names the experiment\'s own `detector`; choose another name')
-        if len(set(names)) != len(names):
-            raise ValueError("detector names must be distinct")
-        return detectors
-
     @model_validator(mode="after")
     def _one_way_to_format(self) -> ExperimentSettings:
         if self.prompt_template is not None and self.chat_template:

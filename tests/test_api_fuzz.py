@@ -40,6 +40,7 @@ RULES_THE_SCHEMA_CANNOT_EXPRESS = {
     "prompt_too_long": "a prompt's tokens plus max_new_tokens against the pair's context window",
     "no_chat_template": "whether the chosen pair's tokenizer has a chat template",
     "invalid_detector": "whether RE2 runs a regex (backreferences and lookaround are refused)",
+    "invalid_detector_name": "named detectors' names distinct, and none of them 'default'",
     "experiment_too_large": "prompts x alphas x samples_per_prompt at most 10^9",
     "invalid_cursor": "whether a well-formed cursor decodes to a key this endpoint handed out",
     "payload_too_large": "the body's size in bytes (LDAQ_MAX_BODY_BYTES)",

@@ -102,8 +102,8 @@ def test_detectors_named_at_submit_are_validated_as_the_default_is(embedded_serv
     def submitted(detectors: list[dict]):
         return embedded_service.post(EXPERIMENTS, sweep(detectors=detectors))
 
-    assert_error(submitted([{**VOWEL_PAIRS, "name": "default"}]), 400, "invalid_request")
-    assert_error(submitted([VOWEL_PAIRS, VOWEL_PAIRS]), 400, "invalid_request")
+    assert_error(submitted([{**VOWEL_PAIRS, "name": "default"}]), 400, "invalid_detector_name")
+    assert_error(submitted([VOWEL_PAIRS, VOWEL_PAIRS]), 400, "invalid_detector_name")
     assert_error(submitted([{**VOWEL_PAIRS, "patterns": ["(a"]}]), 400, "invalid_detector")
     assert_error(submitted([{key: v for key, v in VOWEL_PAIRS.items() if key != "name"}]), 400, "invalid_request")
 
