@@ -3,9 +3,11 @@ request, as a `Work` whose rows are tokenized and screened, ready for the batch.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
+from dataclasses import replace
 
 from lda_core.models import ModelPair
 from lda_core.runner import prompt_tokens, screen_rows
@@ -24,7 +26,12 @@ class LedgerClaims:
     """Claims one pair's work; every chunk claimed is held by `leases` until it is written."""
 
     def __init__(self, context: WorkerContext, model_pair: str, pair: ModelPair, leases: LeaseKeeper) -> None:
-        self.context, self.model_pair, self.pair, self.leases = context, model_pair, pair, leases
+        # Its own tokenizer, used by one thread at a time: a fast tokenizer keeps its padding settings in
+        # shared state, so screening a claim (no padding) on the claim-ahead or poller thread while the batch
+        # tokenizes its prompts (padding) on the generation thread can leave the batch's rows ragged.
+        self.pair = replace(pair, tokenizer=copy.deepcopy(pair.tokenizer))
+        self.context, self.model_pair, self.leases = context, model_pair, leases
+        self._tokenizing = threading.Lock()
         self._ledger_empty_until = 0.0
         self._passed_the_bell = False
 
@@ -43,14 +50,16 @@ class LedgerClaims:
             return None
         self.leases.hold(claim.chunk_id)
         self._pass_the_bell_on()
-        return self._screened(chunk_work(claim, self.pair.tokenizer, time.perf_counter()))
+        with self._tokenizing:
+            return self._screened(chunk_work(claim, self.pair.tokenizer, time.perf_counter()))
 
     def next_direct_request(self) -> Work | None:
         with self.context.database.transaction() as session:
             claimed = claim_next_direct_generation(session, self.model_pair)
         if claimed is None:
             return None
-        return self._screened(direct_work(*claimed, self.pair.tokenizer, time.perf_counter()))
+        with self._tokenizing:
+            return self._screened(direct_work(*claimed, self.pair.tokenizer, time.perf_counter()))
 
     def _screened(self, work: Work) -> Work:
         """Rows too long for the context window end at once as errors; the others stay to run."""

@@ -209,7 +209,10 @@ class LedgerRowSource:
     def fail_all(self, reason: str) -> bool:
         """After an error the batch cannot go on from: every chunk held goes back to the queue (or fails
         for good after its attempts), every direct request is answered with the error. Whether any
-        chunk will be retried."""
+        chunk will be retried. Claiming ahead ends first: a chunk it registered afterwards would be held, unrun,
+        until its lease ran out."""
+        if self._claim_ahead is not None:
+            self._claim_ahead.join()
         with self._lock:
             works = list(self._works.values())
             self._works.clear()
