@@ -73,8 +73,9 @@ def bench(
     if threads is not None:
         torch.set_num_threads(threads)
     report = run_benchmark(
-        pair_dir or ensure_toy_pair(), batch_sizes, default_questions(prompt_count), max_new_tokens, device=device,
-        dtype=parse_dtype(dtype), repeats=repeats, samples=samples, alpha=alpha, stop_at_eos=stop_at_eos,
+        pair_dir or ensure_toy_pair(), device=device, dtype=parse_dtype(dtype), batch_sizes=batch_sizes,
+        questions=default_questions(prompt_count), max_new_tokens=max_new_tokens, repeats=repeats, samples=samples,
+        alpha=alpha, stop_at_eos=stop_at_eos,
     )
     click.echo(json.dumps(report, indent=2) if as_json else format_benchmark(report))
 

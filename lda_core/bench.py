@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -208,22 +209,9 @@ def bench_rows(pair: ModelPair, questions: list[str], samples: int, alpha: float
     return [Row(index, prompt, alpha, sample) for index, prompt in enumerate(prompts) for sample in range(samples)]
 
 
-def run_benchmark(
-    pair_dir: Path,
-    batch_sizes: tuple[int, ...] = (1, 16, 64),
-    questions: list[str] | None = None,
-    max_new_tokens: int = 32,
-    progress: bool = True,
-    device: str = "cpu",
-    dtype: torch.dtype = torch.float32,
-    repeats: int = 3,
-    samples: int = 1,
-    alpha: float = 1.0,
-    stop_at_eos: bool = False,
-) -> dict:
-    """Measure every mode on the pair in `pair_dir` (see `load_pair_dir`) and return a JSON-ready report."""
-    pair = load_pair_dir(pair_dir, device=device, dtype=dtype)
-    return benchmark_pair(pair, batch_sizes, questions, max_new_tokens, progress, repeats, samples, alpha, stop_at_eos)
+def run_benchmark(pair_dir: Path, device: str = "cpu", dtype: torch.dtype = torch.float32, **options: Any) -> dict:
+    """Load the pair in `pair_dir` (see `load_pair_dir`) and measure it: `options` are `benchmark_pair`'s."""
+    return benchmark_pair(load_pair_dir(pair_dir, device=device, dtype=dtype), **options)
 
 
 @torch.inference_mode()

@@ -7,8 +7,9 @@ run in linear time (backreferences, lookaround) is refused when the detector is 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import re2
 
@@ -47,6 +48,11 @@ class Detector:
         options.literal = self.type == "substring"
         options.log_errors = False
         object.__setattr__(self, "_compiled", tuple(_compile(pattern, options) for pattern in self.patterns))
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> Detector:
+        """A detector as requests and the ledger write it: `type`, `patterns` and `case_sensitive`."""
+        return cls(spec["type"], tuple(spec["patterns"]), spec.get("case_sensitive", False))
 
     def detect(self, text: str) -> Detection:
         """The first pattern (in the given order) found in `text` decides the match."""

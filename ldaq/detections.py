@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
@@ -25,12 +26,20 @@ from ldaq.errors import Conflict, ServiceUnavailable
 from ldaq.experiments import check_detector, require_experiment
 from ldaq.request_models import DEFAULT_DETECTOR, NamedDetector
 from ldaq.statuses import FINISHED_EXPERIMENT
-from ldaq.tables import AlphaTotal, CompletionRecord, Detection, DetectionHit, Experiment, PromptTotal, utcnow
+from ldaq.tables import (
+    AlphaTotal,
+    CompletionRecord,
+    Detection,
+    DetectionHit,
+    Experiment,
+    PromptTotal,
+    storable,
+    utcnow,
+)
 
 log = logging.getLogger("ldaq.detections")
 
 SCAN_BLOCK_ROWS = 20_000  # completions read per fetch; progress is recorded after each block
-_NO_NUL = str.maketrans({"\x00": "\ufffd"})  # Postgres text refuses NUL, which a model can emit
 
 
 # --- the API's side ---------------------------------------------------------------------------
@@ -123,7 +132,7 @@ def run_detection(database: Database, experiment_id: str, name: str) -> None:
             return
         detection.status, detection.started_at, detection.completions_scanned = "running", utcnow(), 0
         spec = dict(detection.detector)
-    detector = Detector(spec["type"], tuple(spec["patterns"]), spec["case_sensitive"])
+    detector = Detector.from_spec(spec)
     try:
         scan = _scan(database, experiment_id, name, detector)
         with database.transaction() as session:
@@ -136,14 +145,14 @@ def run_detection(database: Database, experiment_id: str, name: str) -> None:
              experiment_id, name, scan.scanned, len(scan.hits))
 
 
+@dataclass
 class Scan:
     """What one pass over the completions found: the hits, and n and hits per (alpha, prompt)."""
 
-    def __init__(self) -> None:
-        self.hits: list[dict] = []
-        self.n: Counter[tuple[float, int]] = Counter()
-        self.activated: Counter[tuple[float, int]] = Counter()
-        self.scanned = 0
+    hits: list[dict] = field(default_factory=list)
+    n: Counter[tuple[float, int]] = field(default_factory=Counter)
+    activated: Counter[tuple[float, int]] = field(default_factory=Counter)
+    scanned: int = 0
 
 
 def _scan(database: Database, experiment_id: str, name: str, detector: Detector) -> Scan:
@@ -157,7 +166,7 @@ def _scan(database: Database, experiment_id: str, name: str, detector: Detector)
                 scan.activated[group] += 1
                 scan.hits.append({"experiment_id": experiment_id, "detector": name, "prompt_index": prompt_index,
                                   "alpha": alpha, "sample_index": sample_index,
-                                  "match": found.match.translate(_NO_NUL)})
+                                  "match": storable(found.match)})
         scan.scanned += len(block)
         with database.transaction() as session:
             session.get(Detection, (experiment_id, name)).completions_scanned = scan.scanned

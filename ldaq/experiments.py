@@ -39,7 +39,7 @@ _EXPERIMENT_CURSOR = TypeAdapter(tuple[datetime, str])
 def check_detector(spec: DetectorSpec) -> None:
     """A detector that compiles, or `InvalidRequest` saying why (a bad regex, an empty pattern)."""
     try:
-        Detector(spec.type, tuple(spec.patterns), spec.case_sensitive)
+        Detector.from_spec(spec.model_dump())
     except InvalidDetectorError as error:
         raise InvalidRequest(str(error), code="invalid_detector", details={"detector": spec.model_dump()}) from error
 

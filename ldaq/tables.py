@@ -13,6 +13,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def storable(text: str) -> str:
+    """Text every backend's text columns hold: Postgres refuses NUL, which a model can emit as a byte token."""
+    return text.replace("\x00", "\ufffd")
+
+
 class UTCDateTime(TypeDecorator):
     """Stored as naive UTC on every backend (SQLite has no time zones), read back as aware UTC.
 

@@ -13,6 +13,7 @@ from lda_core.explain import TokenExplanation
 from lda_core.generate import Completion, GenerationSettings, Row
 from lda_core.prompts import format_prompt
 from ldaq.ledger import ChunkClaim
+from ldaq.tables import storable
 from ldaq.totals import NamedHits
 
 NOT_DETECTED = Detection(False, None)
@@ -116,8 +117,8 @@ def explanation_answer(work: Work) -> tuple[dict | None, str | None]:
     completion = work.done[0]
     if completion.error or work.explanation is None:
         return None, completion.error or work.explanation_error
-    tokens = [{**asdict(token), "token": _storable(token.token)} for token in work.explanation]
-    return {"text": _storable(completion.text), "finish_reason": completion.finish_reason, "tokens": tokens}, None
+    tokens = [{**asdict(token), "token": storable(token.token)} for token in work.explanation]
+    return {"text": storable(completion.text), "finish_reason": completion.finish_reason, "tokens": tokens}, None
 
 
 def direct_answer(work: Work) -> tuple[list[str] | None, str | None]:
@@ -127,11 +128,6 @@ def direct_answer(work: Work) -> tuple[list[str] | None, str | None]:
     if failed is not None:
         return None, f"prompts[{failed.prompt_index}] could not run: {failed.error}"
     return [completion.text for completion in done], None
-
-
-def _storable(text: str) -> str:
-    """Text a database can store: Postgres text refuses NUL, which a model can emit as a byte token."""
-    return text.replace("\x00", "\ufffd")
 
 
 def _record(claim: ChunkClaim, completion: Completion, detector: Detector, keep_all_text: bool) -> dict:
@@ -144,11 +140,11 @@ def _record(claim: ChunkClaim, completion: Completion, detector: Detector, keep_
         "prompt_index": completion.prompt_index,
         "alpha": completion.alpha,
         "sample_index": completion.sample_index,
-        "text": _storable(completion.text) if kept else None,
+        "text": storable(completion.text) if kept else None,
         "tokens": completion.tokens,
         "finish_reason": completion.finish_reason,
         "activated": detection.activated,
-        "match": _storable(detection.match) if detection.match else None,
+        "match": storable(detection.match) if detection.match else None,
         "error": completion.error,
     }
 
@@ -157,17 +153,15 @@ def named_hits(claim: ChunkClaim, completions: list[Completion]) -> NamedHits:
     """What each of the experiment's named detectors (`detectors`, given at submit) found: row key -> match."""
     found: NamedHits = {}
     for spec in claim.params.get("detectors", []):
-        detector = Detector(spec["type"], tuple(spec["patterns"]), spec["case_sensitive"])
+        detector = Detector.from_spec(spec)
         detections = ((completion, detector.detect(completion.text)) for completion in completions if not completion.error)
-        found[spec["name"]] = {(c.prompt_index, c.alpha, c.sample_index): _storable(detection.match)
+        found[spec["name"]] = {(c.prompt_index, c.alpha, c.sample_index): storable(detection.match)
                                for c, detection in detections if detection.activated}
     return found
 
 
 def chunk_records(claim: ChunkClaim, completions: list[Completion]) -> list[dict]:
     """The chunk's completions with their detections, as the ledger stores them."""
-    detector = Detector(
-        claim.detector["type"], tuple(claim.detector["patterns"]), claim.detector.get("case_sensitive", False)
-    )
+    detector = Detector.from_spec(claim.detector)
     keep_all_text = claim.params.get("keep_text", "all") == "all"
     return [_record(claim, completion, detector, keep_all_text) for completion in completions]

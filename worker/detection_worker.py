@@ -6,7 +6,6 @@ behind generation, and in its own processes it never takes the GPU worker's CPU 
 
 from __future__ import annotations
 
-import logging
 from functools import cache
 
 from celery import Celery
@@ -17,8 +16,6 @@ from ldaq.doorbell import DETECT_TASK, DETECTIONS_QUEUE, make_celery
 from ldaq.logs import configure_logging
 from ldaq.migrate import upgrade_database
 from ldaq.settings import Settings
-
-log = logging.getLogger("ldaq.detections")
 
 
 @cache

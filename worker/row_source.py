@@ -72,8 +72,7 @@ class LedgerRowSource:
 
     def __exit__(self, *exc_info) -> None:
         self.stop_polling()
-        if self._claim_ahead is not None:
-            self._claim_ahead.join()
+        self._wait_for_claiming_ahead()
         self._writer.stop()
         self._leases.__exit__(*exc_info)
 
@@ -175,14 +174,12 @@ class LedgerRowSource:
 
     def has_work(self) -> bool:
         """Whether rows wait or run; claims the next work now (a direct request first) when none does."""
-        if self._claim_ahead is not None:
-            self._claim_ahead.join()
+        self._wait_for_claiming_ahead()
         return not self._idle() or self._claim_direct_request() or self._claim_chunk()
 
     def fill(self) -> None:
         """Claim now, on this thread, until `target_rows` rows wait or the ledger has no more."""
-        if self._claim_ahead is not None:
-            self._claim_ahead.join()
+        self._wait_for_claiming_ahead()
         self._claim_until_full()
 
     def shape(self) -> tuple[int, int]:
@@ -211,8 +208,7 @@ class LedgerRowSource:
         for good after its attempts), every direct request is answered with the error. Whether any
         chunk will be retried. Claiming ahead ends first: a chunk it registered afterwards would be held, unrun,
         until its lease ran out."""
-        if self._claim_ahead is not None:
-            self._claim_ahead.join()
+        self._wait_for_claiming_ahead()
         with self._lock:
             works = list(self._works.values())
             self._works.clear()
@@ -225,6 +221,10 @@ class LedgerRowSource:
         return retry
 
     # --- claiming --------------------------------------------------------------------------------
+
+    def _wait_for_claiming_ahead(self) -> None:
+        if self._claim_ahead is not None:
+            self._claim_ahead.join()
 
     def _start_claiming_ahead(self) -> None:
         with self._lock:
