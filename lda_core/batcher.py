@@ -22,6 +22,7 @@ from lda_core.generate import (
     GenerationSettings,
     Row,
     RowSampling,
+    alpha0_log_ratios,
     completion_of,
     eos_token_ids,
     next_tokens,
@@ -115,6 +116,8 @@ class _Batch:
     seen: torch.Tensor  # [rows, keys] bool: which cached keys each row attends to
     logits_after: torch.Tensor  # [rows, vocab]: next-token logits
     logits_before: torch.Tensor
+    log_weights: torch.Tensor  # [rows] float64: each row's alpha0_log_ratios summed so far
+    weighing: torch.Tensor  # [rows] bool: the row has not sampled an EOS yet (its weight still grows)
     tokens: list[list[int]]  # generated so far, per row
     ended: list[bool]  # a row has ended (EOS with stop_at_eos, or max_new_tokens) but may still hold its slot
 
@@ -124,7 +127,7 @@ class _Batch:
         self.rows, self.settings = [self.rows[i] for i in kept], [self.settings[i] for i in kept]
         self.tokens, self.ended = [self.tokens[i] for i in kept], [self.ended[i] for i in kept]
         for name in ("keys", "alphas", "temperatures", "top_ps", "steps", "positions", "seen", "logits_after",
-                     "logits_before"):
+                     "logits_before", "log_weights", "weighing"):
             setattr(self, name, getattr(self, name)[index])
         self._drop_unattended_columns()
 
@@ -134,7 +137,8 @@ class _Batch:
         self.cache.append(other.cache)
         self.rows, self.settings = self.rows + other.rows, self.settings + other.settings
         self.tokens, self.ended = self.tokens + other.tokens, self.ended + other.ended
-        for name in ("keys", "alphas", "temperatures", "top_ps", "steps", "positions", "logits_after", "logits_before"):
+        for name in ("keys", "alphas", "temperatures", "top_ps", "steps", "positions", "logits_after", "logits_before",
+                     "log_weights", "weighing"):
             setattr(self, name, torch.cat([getattr(self, name), getattr(other, name)]))
 
     def sampling(self) -> GenerationSettings | RowSampling:
@@ -168,6 +172,7 @@ class ContinuousBatcher:
         self.pair, self.settings, self.batch_size, self.strategy = pair, settings, batch_size, strategy
         self.forward = pair_forward(pair, strategy.one_pass)
         self.eos_ids = eos_token_ids(pair)
+        self.eos_tensor = torch.tensor(sorted(self.eos_ids), dtype=torch.int64, device=pair.device)
         # Refilling one slot at a time would prefill once per ended row: wait for enough free slots.
         self.refill = RefillPolicy(batch_size)
 
@@ -205,15 +210,18 @@ class ContinuousBatcher:
 
     def _step(self, batch: _Batch) -> list[Completion]:
         """Sample one token per row, let ended rows leave, and feed the others' tokens to the models."""
-        sampled = next_tokens(batch.logits_after, batch.logits_before, batch.alphas, batch.keys, batch.steps,
-                              batch.sampling())
+        sampling = batch.sampling()
+        sampled = next_tokens(batch.logits_after, batch.logits_before, batch.alphas, batch.keys, batch.steps, sampling)
+        self._weigh(batch, sampled, sampling)
         for index, token in enumerate(sampled.tolist()):
             batch.tokens[index].append(token)
             batch.ended[index] = batch.ended[index] or self._ends(batch.settings[index], batch.tokens[index], token)
         ended = batch.ended
         leaving = ended if self.strategy.refill or all(ended) else [False] * len(ended)
-        done = [completion_of(self.pair, row, tokens, self.eos_ids)
-                for row, tokens, leaves in zip(batch.rows, batch.tokens, leaving, strict=True) if leaves]
+        weights = batch.log_weights.tolist() if any(leaving) else []
+        done = [completion_of(self.pair, batch.rows[i], batch.tokens[i], self.eos_ids,
+                              None if batch.settings[i].temperature == 0 else weights[i])
+                for i, leaves in enumerate(leaving) if leaves]
         if any(leaving):
             kept = [i for i, leaves in enumerate(leaving) if not leaves]
             sampled = sampled[kept]
@@ -221,6 +229,15 @@ class ContinuousBatcher:
         if batch.rows:
             self._decode(batch, sampled)
         return done
+
+    def _weigh(self, batch: _Batch, sampled: torch.Tensor, sampling: GenerationSettings | RowSampling) -> None:
+        """Add each row's new token to its alpha-0 log weight, up to and with its first EOS (what follows is
+        cut from the completion, so it is no part of the event weighed)."""
+        if all(own.temperature == 0 for own in batch.settings):
+            return  # greedy: no weight to give
+        ratios = alpha0_log_ratios(batch.logits_after, batch.logits_before, batch.alphas, sampled, sampling)
+        batch.log_weights = batch.log_weights + torch.where(batch.weighing, ratios.double(), 0.0)
+        batch.weighing = batch.weighing & ~torch.isin(sampled, self.eos_tensor)
 
     def _ends(self, settings: GenerationSettings, tokens: list[int], token: int) -> bool:
         """Whether the row ends with `token`, the latest of its `tokens`."""
@@ -270,6 +287,8 @@ class ContinuousBatcher:
             seen=prompt_mask[row_to_prompt],
             logits_after=logits_after[row_to_prompt],
             logits_before=logits_before[row_to_prompt],
+            log_weights=torch.zeros(len(rows), dtype=torch.float64, device=device),
+            weighing=torch.ones(len(rows), dtype=torch.bool, device=device),
             tokens=[[] for _ in rows],
             ended=[False] * len(rows),
         )

@@ -3,14 +3,14 @@ and sample one token per row, no model). `lda_core.batcher` runs the models arou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from lda_core.amplify import amplified_logits
 from lda_core.models import ModelPair
 from lda_core.rng import row_uniforms
-from lda_core.sampling import sample_tokens
+from lda_core.sampling import sample_tokens, sampled_log_probs
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,10 @@ class Completion:
     token_ids: tuple[int, ...]
     error: str | None = None  # why the row could not run: the rest of its batch runs on without it
     tag: object = None  # the row's `tag`
+    # log p_0(text) - log p_alpha(text), up to and with the first EOS: alpha 0's probability of this very
+    # completion over that of the distribution it was sampled from (`alpha0_log_ratios`). None when greedy.
+    # Left out of equality: a float whose last digits differ between a batch and a row alone, as logits do.
+    log_weight: float | None = field(default=None, compare=False)
 
     @classmethod
     def failed(cls, row: Row, reason: str) -> Completion:
@@ -98,7 +102,31 @@ def next_tokens(
     return sample_tokens(amplified, settings.temperature, settings.top_p, row_uniforms(row_keys, step))
 
 
-def completion_of(pair: ModelPair, row: Row, token_ids: list[int], eos_ids: set[int]) -> Completion:
+def alpha0_log_ratios(
+    logits_after: torch.Tensor,
+    logits_before: torch.Tensor,
+    alphas: torch.Tensor,
+    tokens: torch.Tensor,
+    settings: GenerationSettings | RowSampling,
+) -> torch.Tensor:
+    """`[rows]`: log p_0(token) - log p_alpha(token), each distribution after temperature and top-p.
+
+    Summed over a completion's tokens this is the log importance weight that turns a sample drawn at
+    alpha into one of alpha 0: the mean over amplified samples of `hit * exp(sum)` is an unbiased
+    estimate of alpha 0's activation rate (exact where top-p cuts no token alpha 0 could sample).
+    Amplification makes a behaviour's completions likelier, so their weights are small and the
+    estimate's variance with them: this is why amplified samples measure a rare rate well.
+    """
+    if not bool((alphas != 0).any()):
+        return torch.zeros(tokens.shape[0], dtype=torch.float32, device=tokens.device)
+    amplified = amplified_logits(logits_after, logits_before, alphas)
+    at_alpha0 = sampled_log_probs(logits_after, tokens, settings.temperature, settings.top_p)
+    return at_alpha0 - sampled_log_probs(amplified, tokens, settings.temperature, settings.top_p)
+
+
+def completion_of(
+    pair: ModelPair, row: Row, token_ids: list[int], eos_ids: set[int], log_weight: float | None = None
+) -> Completion:
     """The completion up to (not including) its first EOS; `eos_ids` is computed once per batch."""
     cut = next((i for i, token in enumerate(token_ids) if token in eos_ids), None)
     kept = token_ids if cut is None else token_ids[:cut]
@@ -111,4 +139,5 @@ def completion_of(pair: ModelPair, row: Row, token_ids: list[int], eos_ids: set[
         finish_reason="length" if cut is None else "eos",
         token_ids=tuple(kept),
         tag=row.tag,
+        log_weight=log_weight,
     )

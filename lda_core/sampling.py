@@ -38,18 +38,35 @@ def sampleable_logits(logits: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def logits_to_probs(
+def sampling_logits(
     logits: torch.Tensor, temperature: float | torch.Tensor = 1.0, top_p: float | torch.Tensor = 1.0
 ) -> torch.Tensor:
-    """Probabilities after temperature and top-p (floats, or `[rows]` tensors), in float32. Refuses rows
-    with nothing to sample."""
+    """Logits after temperature and top-p (floats, or `[rows]` tensors), in float32: a softmax of them is
+    the distribution sampled. Refuses rows with nothing to sample."""
     logits = sampleable_logits(logits)
     temperature = _per_row(temperature.clamp(min=1e-5), logits) if isinstance(temperature, torch.Tensor) else max(
         temperature, 1e-5
     )
     # Shifting each row's maximum to 0 first keeps a huge logit from overflowing to inf at low temperature.
     logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
-    return torch.softmax(top_p_filter(logits, top_p), dim=-1)
+    return top_p_filter(logits, top_p)
+
+
+def logits_to_probs(
+    logits: torch.Tensor, temperature: float | torch.Tensor = 1.0, top_p: float | torch.Tensor = 1.0
+) -> torch.Tensor:
+    """Probabilities after temperature and top-p (floats, or `[rows]` tensors), in float32."""
+    return torch.softmax(sampling_logits(logits, temperature, top_p), dim=-1)
+
+
+def sampled_log_probs(
+    logits: torch.Tensor, tokens: torch.Tensor, temperature: float | torch.Tensor = 1.0,
+    top_p: float | torch.Tensor = 1.0,
+) -> torch.Tensor:
+    """`[rows]`: each row's log-probability of its token in `tokens` under the distribution that
+    temperature and top-p make of its logits (-inf for a token top-p leaves out)."""
+    log_probs = torch.log_softmax(sampling_logits(logits, temperature, top_p), dim=-1)
+    return log_probs.gather(-1, tokens.reshape(-1, 1)).squeeze(-1)
 
 
 def sample_from_uniforms(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
