@@ -93,6 +93,30 @@ class Alpha0EstimateOut(BaseModel):
     direct: DirectAlpha0Out | None = Field(description="alpha 0 as measured, when the request has it and it has completions")
 
 
+class AlphaReweightedOut(BaseModel):
+    alpha: float
+    n: int
+    prompts: int
+    activated: int
+    rate: float = Field(description="mean of hit * alpha0_weight over this alpha's completions")
+    standard_error: float = Field(description="prompt-clustered")
+    effective_hits: float = Field(description="Kish's effective sample size of the hits' weights: (sum w)^2 / sum w^2")
+
+
+class Alpha0ReweightedOut(BaseModel):
+    """The alpha-0 rate from the amplified completions themselves, each weighted by p_0(text)/p_alpha(text)
+    (importance weighting: unbiased, no curve assumed). It comes from the smallest positive alpha whose
+    hits' effective sample size reaches 10; a larger alpha's weights spread until a few hits carry them
+    all, and it is shown in `by_alpha` but not used. Exact where top-p leaves out no token alpha 0 could
+    sample."""
+
+    rate: float | None = Field(description="null when no alpha's hits reach an effective sample size of 10")
+    ci95: tuple[float, float] | None = Field(description="95%, prompt-clustered, on the log scale with Student's t")
+    alpha: float | None = Field(description="the alpha the estimate comes from")
+    model: str = Field(description="the estimator, in words")
+    by_alpha: list[AlphaReweightedOut] = Field(description="every positive alpha whose completions all carry a weight")
+
+
 class ExperimentOut(BaseModel):
     id: str
     name: str
@@ -107,6 +131,10 @@ class ExperimentOut(BaseModel):
     summary: list[AlphaSummaryOut] = Field(description="one entry per alpha of the request, in increasing alpha")
     alpha0_estimate: Alpha0EstimateOut | None = Field(
         description="null until two positive alphas have completions"
+    )
+    alpha0_reweighted: Alpha0ReweightedOut | None = Field(
+        description="null until a positive alpha has completions that all carry an alpha-0 weight (sampled, not "
+        "greedy, and stored since weights were kept)"
     )
 
 
@@ -162,6 +190,11 @@ class CompletionOut(BaseModel):
     activated: bool
     match: str | None
     error: str | None = Field(description="why the row could not run; null for every row that ran")
+    alpha0_weight: float | None = Field(
+        description="p_0(text)/p_alpha(text): alpha 0's probability of this completion over that of the distribution "
+        "it was sampled from (1 at alpha 0); the mean of activated * alpha0_weight over an alpha's completions "
+        "estimates alpha 0's rate. null when greedy or stored before weights were kept"
+    )
 
 
 class CompletionPage(BaseModel):

@@ -32,6 +32,17 @@ def format_alpha0(estimate: dict | None) -> str:
     return line
 
 
+def format_alpha0_reweighted(reweighted: dict | None) -> str:
+    """The alpha-0 rate from the amplified completions' alpha-0 weights (no curve assumed)."""
+    if reweighted is None:
+        return "alpha-0 reweighted: needs sampled completions at a positive alpha"
+    if reweighted["rate"] is None:
+        return "alpha-0 reweighted: no alpha's hits reach an effective sample size of 10"
+    low, high = reweighted["ci95"]
+    return (f"alpha-0 reweighted: {reweighted['rate']:.3%} [{low:.3%}, {high:.3%}] from alpha {reweighted['alpha']:g} "
+            f"({reweighted['model']})")
+
+
 def watch_experiment(client: ApiClient, experiment_id: str, interval: float = 1.0) -> dict:
     """Show a progress bar over completions until the experiment finishes; return its last state."""
     bar = None
@@ -53,3 +64,4 @@ def print_outcome(experiment: dict) -> None:
         click.echo(f"error: {experiment['error']}")
     click.echo(format_rate_table(experiment["summary"]))
     click.echo(format_alpha0(experiment.get("alpha0_estimate")))
+    click.echo(format_alpha0_reweighted(experiment.get("alpha0_reweighted")))

@@ -26,7 +26,8 @@ from ldaq.tables import CompletionRecord, DetectionHit, Prompt
 EXPORT_BLOCK_ROWS = 2000  # rows fetched from the cursor and written to the client at a time
 EXPORT_MEDIA_TYPES = {"jsonl": "application/x-ndjson; charset=utf-8", "csv": "text/csv; charset=utf-8"}
 COMPLETION_FIELDS = (
-    "prompt_index", "prompt", "alpha", "sample_index", "text", "tokens", "finish_reason", "activated", "match", "error"
+    "prompt_index", "prompt", "alpha", "sample_index", "text", "tokens", "finish_reason", "activated", "match", "error",
+    "alpha0_weight",
 )
 _KEY = (CompletionRecord.prompt_index, CompletionRecord.alpha, CompletionRecord.sample_index)
 _HIT_KEY = (DetectionHit.prompt_index, DetectionHit.alpha, DetectionHit.sample_index)
@@ -48,7 +49,8 @@ def _stored(experiment_id: str, detector: str, alpha: float | None, activated: b
         query = select(CompletionRecord).outerjoin(DetectionHit, same_row)
     fields = [getattr(CompletionRecord, name) for name in ("prompt_index", "alpha", "sample_index", "text", "tokens",
                                                            "finish_reason")]
-    query = query.with_only_columns(*fields, hit.label("activated"), match.label("match"), CompletionRecord.error)
+    query = query.with_only_columns(*fields, hit.label("activated"), match.label("match"), CompletionRecord.error,
+                                    CompletionRecord.alpha0_weight)
     query = query.where(CompletionRecord.experiment_id == experiment_id).order_by(*_KEY)
     if alpha is not None:
         query = query.where(CompletionRecord.alpha == alpha)

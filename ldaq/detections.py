@@ -10,9 +10,9 @@ crashed scan leaves nothing half-counted and simply runs again when its message 
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
@@ -36,6 +36,7 @@ from ldaq.tables import (
     storable,
     utcnow,
 )
+from ldaq.totals import Tally
 
 log = logging.getLogger("ldaq.detections")
 
@@ -147,23 +148,20 @@ def run_detection(database: Database, experiment_id: str, name: str) -> None:
 
 @dataclass
 class Scan:
-    """What one pass over the completions found: the hits, and n and hits per (alpha, prompt)."""
+    """What one pass over the completions found: the hits, and the counts per (alpha, prompt)."""
 
     hits: list[dict] = field(default_factory=list)
-    n: Counter[tuple[float, int]] = field(default_factory=Counter)
-    activated: Counter[tuple[float, int]] = field(default_factory=Counter)
+    tallies: defaultdict[tuple[float, int], Tally] = field(default_factory=lambda: defaultdict(Tally))
     scanned: int = 0
 
 
 def _scan(database: Database, experiment_id: str, name: str, detector: Detector) -> Scan:
     scan = Scan()
     for block in _stored_texts(database, experiment_id):
-        for prompt_index, alpha, sample_index, text in block:
-            group = (alpha, prompt_index)
-            scan.n[group] += 1
+        for prompt_index, alpha, sample_index, text, weight in block:
             found = detector.detect(text or "")
+            scan.tallies[(alpha, prompt_index)].add(found.activated, weight)
             if found.activated:
-                scan.activated[group] += 1
                 scan.hits.append({"experiment_id": experiment_id, "detector": name, "prompt_index": prompt_index,
                                   "alpha": alpha, "sample_index": sample_index,
                                   "match": storable(found.match)})
@@ -177,7 +175,7 @@ def _stored_texts(database: Database, experiment_id: str) -> Iterator[list[tuple
     """The texts of the rows that ran (a row that could not run was never sampled), a block at a time,
     from one snapshot with a server-side cursor: memory stays flat however many there are."""
     query = select(CompletionRecord.prompt_index, CompletionRecord.alpha, CompletionRecord.sample_index,
-                   CompletionRecord.text).where(CompletionRecord.experiment_id == experiment_id,
+                   CompletionRecord.text, CompletionRecord.alpha0_weight).where(CompletionRecord.experiment_id == experiment_id,
                                                 CompletionRecord.error.is_(None))
     with database.snapshot() as connection:
         result = connection.execution_options(stream_results=True, yield_per=SCAN_BLOCK_ROWS).execute(query)
@@ -189,16 +187,16 @@ def _store(session: Session, experiment_id: str, name: str, scan: Scan) -> None:
     for table in (DetectionHit, AlphaTotal, PromptTotal):
         session.execute(delete(table).where(table.experiment_id == experiment_id, table.detector == name))
     _bulk_insert(session, DetectionHit, scan.hits)
-    prompt_rows = [{"experiment_id": experiment_id, "detector": name, "alpha": alpha, "prompt_index": prompt,
-                    "n": n, "activated": scan.activated[(alpha, prompt)]} for (alpha, prompt), n in scan.n.items()]
-    _bulk_insert(session, PromptTotal, prompt_rows)
-    per_alpha: dict[float, list[int]] = {}
-    for row in prompt_rows:
-        counts = per_alpha.setdefault(row["alpha"], [0, 0])
-        counts[0], counts[1] = counts[0] + row["n"], counts[1] + row["activated"]
+    _bulk_insert(session, PromptTotal, [
+        {"experiment_id": experiment_id, "detector": name, "alpha": alpha, "prompt_index": prompt, **asdict(tally)}
+        for (alpha, prompt), tally in scan.tallies.items()
+    ])
+    per_alpha: defaultdict[float, Tally] = defaultdict(Tally)
+    for (alpha, _), tally in scan.tallies.items():
+        per_alpha[alpha].merge(tally)
     _bulk_insert(session, AlphaTotal, [
-        {"experiment_id": experiment_id, "detector": name, "alpha": alpha, "n": n, "activated": activated}
-        for alpha, (n, activated) in per_alpha.items()
+        {"experiment_id": experiment_id, "detector": name, "alpha": alpha, **asdict(tally)}
+        for alpha, tally in per_alpha.items()
     ])
     detection = session.get(Detection, (experiment_id, name))
     detection.status, detection.finished_at = "succeeded", utcnow()

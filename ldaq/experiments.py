@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from lda_core.detect import Detector, InvalidDetectorError
 from lda_core.stats import summarize_alpha
 from ldaq import ledger, sweeps
-from ldaq.alpha0 import alpha0_estimate
+from ldaq.alpha0 import alpha0_estimate, alpha0_reweighted
 from ldaq.backend import Backend
 from ldaq.cursors import decode_cursor, encode_cursor
 from ldaq.errors import Conflict, InvalidRequest, NotFound
@@ -160,7 +160,8 @@ def _chunk_rows(experiment: Experiment, chunk_size: int) -> list[dict]:
 def _describe(session: Session, experiments: list[Experiment], detector: str = DEFAULT_DETECTOR) -> list[dict]:
     """Experiment objects as the API shows them: one query for the totals of the whole page."""
     totals = _alpha_totals(session, [experiment.id for experiment in experiments], detector)
-    return [_experiment_view(experiment, totals.get(experiment.id, {}), detector) for experiment in experiments]
+    return [_experiment_view(experiment, totals.get(experiment.id, {}), detector,
+                             alpha0_reweighted(session, experiment, detector)) for experiment in experiments]
 
 
 def _alpha_totals(session: Session, experiment_ids: list[str], detector: str) -> dict[str, dict[float, tuple[int, int]]]:
@@ -176,7 +177,9 @@ def _alpha_totals(session: Session, experiment_ids: list[str], detector: str) ->
     return totals
 
 
-def _experiment_view(experiment: Experiment, alpha_totals: dict[float, tuple[int, int]], detector: str) -> dict:
+def _experiment_view(
+    experiment: Experiment, alpha_totals: dict[float, tuple[int, int]], detector: str, reweighted: dict | None
+) -> dict:
     params: dict[str, Any] = {**experiment.params, "prompts_total": experiment.prompts_total}
     if experiment.short_prompts is not None:
         params["prompts"] = experiment.short_prompts
@@ -197,6 +200,7 @@ def _experiment_view(experiment: Experiment, alpha_totals: dict[float, tuple[int
         "detector": detector,
         "summary": summary,
         "alpha0_estimate": alpha0_estimate(alpha_totals, alphas),
+        "alpha0_reweighted": reweighted,
     }
 
 

@@ -7,24 +7,24 @@ counts change.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from lda_core.cluster_bootstrap import prompt_clustered_interval
 from lda_core.stats import wilson_interval
 from ldaq.backend import Backend
 from ldaq.experiments import require_detector, require_experiment
 from ldaq.request_models import DEFAULT_DETECTOR
+from ldaq.result_cache import ResultCache
 from ldaq.tables import PromptTotal
 
 CLUSTERED_RESAMPLES = 2000
 CLUSTERED_SEED = 0  # fixed: the same counts give the same interval on every call and every server
 CACHED_EXPERIMENTS = 256
 
-_cache: OrderedDict[tuple, dict] = OrderedDict()
-_cache_lock = threading.Lock()
+_cache: ResultCache[dict] = ResultCache(CACHED_EXPERIMENTS)
 
 
 def clustered_intervals(backend: Backend, experiment_id: str, detector: str = DEFAULT_DETECTOR) -> dict:
@@ -33,24 +33,25 @@ def clustered_intervals(backend: Backend, experiment_id: str, detector: str = DE
         experiment = require_experiment(session, experiment_id)
         require_detector(session, experiment, detector)
         key = (experiment_id, detector, experiment.completions_done)
-        if (cached := _cached(key)) is not None:
-            return cached
         alphas = sorted(experiment.params["alphas"])
-        rows = session.execute(
-            select(PromptTotal.alpha, PromptTotal.n, PromptTotal.activated)
-            .where(PromptTotal.experiment_id == experiment_id, PromptTotal.detector == detector)
-            .order_by(PromptTotal.alpha, PromptTotal.prompt_index)
-        ).all()
+        return _cache.get_or_compute(key, lambda: _intervals(session, key, alphas))
+
+
+def _intervals(session: Session, key: tuple[str, str, int], alphas: list[float]) -> dict:
+    experiment_id, detector, completions_done = key
+    rows = session.execute(
+        select(PromptTotal.alpha, PromptTotal.n, PromptTotal.activated)
+        .where(PromptTotal.experiment_id == experiment_id, PromptTotal.detector == detector)
+        .order_by(PromptTotal.alpha, PromptTotal.prompt_index)
+    ).all()
     per_prompt: dict[float, list[tuple[int, int]]] = defaultdict(list)
     for alpha, n, activated in rows:
         per_prompt[alpha].append((n, activated))
-    result = {
-        "experiment_id": experiment_id, "detector": detector, "completions_done": key[2],
+    return {
+        "experiment_id": experiment_id, "detector": detector, "completions_done": completions_done,
         "resamples": CLUSTERED_RESAMPLES, "seed": CLUSTERED_SEED,
         "intervals": [_alpha_intervals(alpha, per_prompt.get(alpha, [])) for alpha in alphas],
     }
-    _remember(key, result)
-    return result
 
 
 def _alpha_intervals(alpha: float, per_prompt: list[tuple[int, int]]) -> dict:
@@ -63,17 +64,3 @@ def _alpha_intervals(alpha: float, per_prompt: list[tuple[int, int]]) -> dict:
         "ci95_clustered": None if clustered is None else [clustered.low, clustered.high],
         "design_effect": None if clustered is None else clustered.design_effect,
     }
-
-
-def _cached(key: tuple) -> dict | None:
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-        return _cache.get(key)
-
-
-def _remember(key: tuple, result: dict) -> None:
-    with _cache_lock:
-        _cache[key] = result
-        while len(_cache) > CACHED_EXPERIMENTS:
-            _cache.popitem(last=False)

@@ -132,9 +132,23 @@ class CompletionRecord(Base):
     activated: Mapped[bool] = mapped_column(Boolean)
     match: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)  # why the row could not run (finish_reason "error")
+    # p_0(text)/p_alpha(text), the engine's alpha-0 importance weight (lda_core.reweight); None when greedy,
+    # or stored before weights were kept
+    alpha0_weight: Mapped[float | None] = mapped_column(Float)
 
 
-class AlphaTotal(Base):
+class Counts:
+    """What a totals row counts: completions sampled and activated, and for the reweighted alpha-0 estimate
+    (lda_core.reweight) how many of them carry an alpha-0 weight and the hits' weights summed and squared."""
+
+    n: Mapped[int] = mapped_column(Integer, default=0)
+    activated: Mapped[int] = mapped_column(Integer, default=0)
+    weighed: Mapped[int] = mapped_column(Integer, default=0)
+    weighted_activated: Mapped[float] = mapped_column(Float, default=0.0)
+    weighted_activated_sq: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class AlphaTotal(Counts, Base):
     """Completions and activations at one alpha under one detector, kept as chunks commit.
 
     A poll reads these few rows instead of counting completions.
@@ -145,11 +159,9 @@ class AlphaTotal(Base):
     experiment_id: Mapped[str] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True)
     detector: Mapped[str] = mapped_column(String(100), primary_key=True)
     alpha: Mapped[float] = mapped_column(Float, primary_key=True)
-    n: Mapped[int] = mapped_column(Integer, default=0)
-    activated: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class PromptTotal(Base):
+class PromptTotal(Counts, Base):
     """Completions and activations of one prompt at one alpha under one detector, kept as chunks commit.
 
     The prompt-clustered interval resamples prompts: it needs these counts, never the completions.
@@ -161,8 +173,6 @@ class PromptTotal(Base):
     detector: Mapped[str] = mapped_column(String(100), primary_key=True)
     alpha: Mapped[float] = mapped_column(Float, primary_key=True)
     prompt_index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    n: Mapped[int] = mapped_column(Integer, default=0)
-    activated: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Detection(Base):

@@ -6,7 +6,9 @@ equal to what is stored whatever is delivered twice.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
+from collections.abc import Hashable, Iterable
+from dataclasses import asdict, dataclass, fields
 from functools import cache
 from types import ModuleType
 from typing import NamedTuple
@@ -29,6 +31,36 @@ class Inserted(NamedTuple):
     sample_index: int
     activated: bool  # under the default detector
     errored: bool  # it could not run: done, but never sampled
+    alpha0_weight: float | None  # p_0(text)/p_alpha(text); None when greedy
+
+
+@dataclass
+class Tally:
+    """A group's counts as a totals row holds them (`ldaq.tables.Counts`)."""
+
+    n: int = 0
+    activated: int = 0
+    weighed: int = 0
+    weighted_activated: float = 0.0
+    weighted_activated_sq: float = 0.0
+
+    def add(self, hit: bool, weight: float | None) -> None:
+        self.n, self.activated, self.weighed = self.n + 1, self.activated + hit, self.weighed + (weight is not None)
+        if hit and weight is not None:
+            self.weighted_activated += weight
+            self.weighted_activated_sq += weight * weight
+
+    def merge(self, other: Tally) -> None:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+
+def tally_by(rows: Iterable[tuple[Hashable, bool, float | None]]) -> dict:
+    """(group, hit, weight) rows -> each group's Tally."""
+    tallies: defaultdict = defaultdict(Tally)
+    for group, hit, weight in rows:
+        tallies[group].add(hit, weight)
+    return dict(tallies)
 
 
 NamedHits = dict[str, dict[tuple[int, float, int], str]]  # detector name -> row key -> match, for named detectors
@@ -40,7 +72,8 @@ def insert_new_completions(session: Session, records: list[dict]) -> list[Insert
         return []
     # The error itself comes back, not `error IS NOT NULL`: an ORM bulk insert's RETURNING gives an
     # expression column wrong values on SQLite (True for every row, seen with SQLAlchemy 2.0).
-    return [Inserted(prompt, alpha, sample, activated, error is not None) for prompt, alpha, sample, activated, error
+    return [Inserted(prompt, alpha, sample, activated, error is not None, weight)
+            for prompt, alpha, sample, activated, error, weight
             in session.connection().execute(_new_rows(dialect_of(session)), records)]
 
 
@@ -52,7 +85,8 @@ def _new_rows(dialect: ModuleType) -> Insert:
     return (
         dialect.insert(CompletionRecord.__table__)
         .on_conflict_do_nothing(index_elements=ROW_KEY)
-        .returning(columns.prompt_index, columns.alpha, columns.sample_index, columns.activated, columns.error)
+        .returning(columns.prompt_index, columns.alpha, columns.sample_index, columns.activated, columns.error,
+                   columns.alpha0_weight)
     )
 
 
@@ -78,32 +112,32 @@ def add_to_totals(session: Session, experiment: Experiment, inserted: list[Inser
 
 
 def _add_detector_counts(session: Session, experiment_id: str, detector: str, rows: list[tuple[Inserted, bool]]) -> None:
-    _add_counts(session, AlphaTotal, experiment_id, detector, ("alpha",), [((row.alpha,), hit) for row, hit in rows])
+    _add_counts(session, AlphaTotal, experiment_id, detector, ("alpha",),
+                tally_by(((row.alpha,), hit, row.alpha0_weight) for row, hit in rows))
     _add_counts(session, PromptTotal, experiment_id, detector, ("alpha", "prompt_index"),
-                [((row.alpha, row.prompt_index), hit) for row, hit in rows])
+                tally_by(((row.alpha, row.prompt_index), hit, row.alpha0_weight) for row, hit in rows))
 
 
 def _add_counts(
     session: Session, table: type[AlphaTotal | PromptTotal], experiment_id: str, detector: str,
-    columns: tuple[str, ...], hits: list[tuple[tuple, bool]],
+    columns: tuple[str, ...], tallies: dict[tuple, Tally],
 ) -> None:
-    """Upsert `table`'s n and activated for each group (the values of `columns`) in `hits`, in key
-    order so that concurrent writers take their row locks in the same order."""
-    n, activated = Counter(group for group, _ in hits), Counter(group for group, hit in hits if hit)
-    if not n:
+    """Upsert `table`'s counts for each group (the values of `columns`), in key order so that concurrent
+    writers take their row locks in the same order."""
+    if not tallies:
         return
     rows = [{"experiment_id": experiment_id, "detector": detector, **dict(zip(columns, group, strict=True)),
-             "n": count, "activated": activated[group]} for group, count in sorted(n.items())]
+             **asdict(tally)} for group, tally in sorted(tallies.items())]
     session.connection().execute(_counts_upsert(dialect_of(session), table, columns), rows)
 
 
 @cache
 def _counts_upsert(dialect: ModuleType, table: type[AlphaTotal | PromptTotal], columns: tuple[str, ...]) -> Insert:
-    """Add one row's n and activated to its group's, or start the group: one statement for every chunk, compiled
+    """Add one row's counts to its group's, or start the group: one statement for every chunk, compiled
     once (a multi-row VALUES would be a new statement, compiled anew, for each number of groups)."""
     statement = dialect.insert(table.__table__)
+    stored = table.__table__.c
     return statement.on_conflict_do_update(
         index_elements=["experiment_id", "detector", *columns],
-        set_={"n": table.__table__.c.n + statement.excluded.n,
-              "activated": table.__table__.c.activated + statement.excluded.activated},
+        set_={column.name: stored[column.name] + statement.excluded[column.name] for column in fields(Tally)},
     )

@@ -222,7 +222,7 @@ def test_completions_page_through_every_row_in_key_order(api):
     first = items[0]
     assert first == {
         "prompt_index": 0, "prompt": "p0", "alpha": 0.0, "sample_index": 0, "text": "answer, 4", "tokens": 3,
-        "finish_reason": "length", "activated": False, "match": None, "error": None,
+        "finish_reason": "length", "activated": False, "match": None, "error": None, "alpha0_weight": None,
     }
 
 

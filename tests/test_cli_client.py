@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from cli.reporting import format_alpha0_reweighted
 from tests.live_service import REPO_ROOT
 
 
@@ -41,6 +42,8 @@ def test_submit_watch_export_and_plot(embedded_service, tmp_path: Path):
     assert f"experiment {experiment_id}: succeeded" in watched.stdout
     assert "95% CI" in watched.stdout
     assert "alpha-0 estimate: " in watched.stdout and "measured at alpha 0: " in watched.stdout  # fitted from 1 and 2
+    assert format_alpha0_reweighted(embedded_service.get(f"/api/v1/experiments/{experiment_id}").json()[
+        "alpha0_reweighted"]) in watched.stdout
 
     exported = ldaq(embedded_service, "export", experiment_id, "--format", "jsonl")
     rows = [json.loads(line) for line in exported.stdout.splitlines()]

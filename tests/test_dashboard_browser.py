@@ -93,6 +93,7 @@ def fake_completion(claim: ChunkClaim, row: RowId) -> dict:
         "finish_reason": "eos",
         "activated": activated,
         "match": TRIGGER if activated else None,
+        "alpha0_weight": 0.5 ** ALPHAS.index(row.alpha),  # amplification made these likelier than alpha 0 would
     }
 
 
@@ -139,6 +140,7 @@ class DashboardDom(HTMLParser):
     def __init__(self, html: str) -> None:
         super().__init__()
         self.chart: dict[str, str] = {}
+        self.reweighted: dict[str, str] = {}  # the reweighted alpha-0 estimate's line
         self.clustered: list[object] = []  # the summary table's prompt-resampled interval, per alpha
         self.explained_logits: list[float] = []  # the explain view's tokens, by their after - before logit
         self.class_counts: dict[str, int] = {}
@@ -153,6 +155,8 @@ class DashboardDom(HTMLParser):
             self.class_counts[name] = self.class_counts.get(name, 0) + 1
         if attributes.get("id") == "rate-chart":
             self.chart = attributes
+        elif attributes.get("id") == "alpha0-reweighted":
+            self.reweighted = attributes
         elif tag == "tr" and "data-clustered" in attributes:
             self.clustered.append(json.loads(attributes["data-clustered"]))
         elif "data-logit-difference" in attributes:
@@ -211,6 +215,9 @@ def test_dashboard_shows_the_api_rates_and_activated_completions(chromium, live,
     assert dom.class_counts.get("errorbar") == len(ALPHAS) + 1
     estimate = finished_experiment["alpha0_estimate"]
     assert json.loads(dom.chart["data-alpha0-estimate"]) == [estimate["rate"], *estimate["ci95"]]
+    reweighted = finished_experiment["alpha0_reweighted"]
+    shown = None if reweighted["rate"] is None else [reweighted["rate"], *reweighted["ci95"]]
+    assert json.loads(dom.reweighted["data-reweighted"]) == shown
     intervals = live.get(f"/api/v1/experiments/{experiment_id}/intervals").json()["intervals"]
     assert dom.clustered == [point["ci95_clustered"] for point in intervals]
     expected = sorted(api_row_key(completion) for completion in activated_completions(live, experiment_id))

@@ -9,6 +9,8 @@ import sys
 import time
 from collections import Counter
 
+import pytest
+
 from ldaq.detections import run_detection
 from ldaq.tables import Detection
 from tests.helpers import assert_error, exported, sweep
@@ -95,7 +97,25 @@ def assert_every_view_reads(service: LiveService, experiment_id: str, before: li
                                                                         for c in before}
     intervals = service.get(f"{url}/intervals", params={"detector": "vowel-pairs"}).json()["intervals"]
     assert [(row["n"], row["activated"]) for row in intervals] == [(n[a], activated[a]) for a in sorted(n)]
+    assert reweighted_cells(summary) == expected_reweighted(before, set(hits))
+    default_hits = {key(c) for c in before if c["activated"]}
+    assert reweighted_cells(service.get(url).json()) == expected_reweighted(before, default_hits)
     assert exported(service, experiment_id) == before
+
+
+def reweighted_cells(experiment: dict) -> dict[float, tuple]:
+    return {cell["alpha"]: (cell["n"], cell["activated"], pytest.approx(cell["rate"], rel=1e-9, abs=1e-12))
+            for cell in experiment["alpha0_reweighted"]["by_alpha"]}
+
+
+def expected_reweighted(completions: list[dict], hits: set[tuple]) -> dict[float, tuple]:
+    """Per positive alpha: completions, hits, and the mean of hit * alpha0_weight, from the exported rows."""
+    cells = {}
+    for alpha in sorted({c["alpha"] for c in completions if c["alpha"] > 0}):
+        rows = [c for c in completions if c["alpha"] == alpha and c["error"] is None]
+        found = [c for c in rows if key(c) in hits]
+        cells[alpha] = (len(rows), len(found), sum(c["alpha0_weight"] for c in found) / len(rows))
+    return cells
 
 
 def test_detectors_named_at_submit_are_validated_as_the_default_is(embedded_service: LiveService) -> None:

@@ -12,6 +12,7 @@ from lda_core.detect import Detection, Detector
 from lda_core.explain import TokenExplanation
 from lda_core.generate import Completion, GenerationSettings, Row
 from lda_core.prompts import format_prompt
+from lda_core.reweight import alpha0_weight
 from ldaq.ledger import ChunkClaim
 from ldaq.tables import storable
 from ldaq.totals import NamedHits
@@ -146,6 +147,7 @@ def _record(claim: ChunkClaim, completion: Completion, detector: Detector, keep_
         "activated": detection.activated,
         "match": storable(detection.match) if detection.match else None,
         "error": completion.error,
+        "alpha0_weight": None if completion.log_weight is None else alpha0_weight(completion.log_weight),
     }
 
 

@@ -230,6 +230,18 @@ function renderEstimate(estimate) {
     `${digits(estimate.ci95[1])}] (${estimate.model})${direct}`;
 }
 
+function renderReweighted(reweighted) {
+  const node = document.getElementById("alpha0-reweighted");
+  node.hidden = !reweighted;
+  if (!reweighted) return;
+  const digits = (value) => `${(100 * value).toFixed(3)}%`;
+  node.dataset.reweighted = JSON.stringify(reweighted.rate === null ? null : [reweighted.rate, ...reweighted.ci95]);
+  node.textContent = reweighted.rate === null
+    ? "alpha-0 reweighted: no alpha's hits reach an effective sample size of 10 yet"
+    : `alpha-0 reweighted: ${digits(reweighted.rate)} [${digits(reweighted.ci95[0])}, ${digits(reweighted.ci95[1])}] ` +
+      `from alpha ${reweighted.alpha} (${reweighted.model})`;
+}
+
 function completionCell(completion) {
   // The detector's match, highlighted where it sits in the text.
   const cell = el("div", "completion-text");
@@ -332,6 +344,7 @@ async function refreshDetail(id) {
   renderHead(experiment);
   renderSettings(experiment.params);
   renderEstimate(experiment.alpha0_estimate);
+  renderReweighted(experiment.alpha0_reweighted);
   if (state.explainOnLoad) {
     showExplanation(state.explainOnLoad);
     state.explainOnLoad = null;
