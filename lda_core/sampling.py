@@ -65,8 +65,9 @@ def sampled_log_probs(
 ) -> torch.Tensor:
     """`[rows]`: each row's log-probability of its token in `tokens` under the distribution that
     temperature and top-p make of its logits (-inf for a token top-p leaves out)."""
-    log_probs = torch.log_softmax(sampling_logits(logits, temperature, top_p), dim=-1)
-    return log_probs.gather(-1, tokens.reshape(-1, 1)).squeeze(-1)
+    shaped = sampling_logits(logits, temperature, top_p)
+    # A gather and a logsumexp, not a log_softmax: no second [rows, vocab] tensor per decoding step.
+    return shaped.gather(-1, tokens.reshape(-1, 1)).squeeze(-1) - torch.logsumexp(shaped, dim=-1)
 
 
 def sample_from_uniforms(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
