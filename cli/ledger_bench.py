@@ -77,11 +77,13 @@ def _submit(url: str, prompts: int, alphas: list[float], samples: int, chunk_siz
 
 
 def _records(claim: ledger.ChunkClaim) -> list[dict]:
-    """What a worker would store for the chunk: 80-character answers, one in a hundred activated."""
+    """What a worker would store for the chunk: 80-character answers, one in a hundred activated, each with its
+    alpha-0 weight (1 at alpha 0)."""
     return [
         {"experiment_id": claim.experiment_id, "chunk_index": claim.chunk_index, "prompt_index": row.prompt_index,
          "alpha": row.alpha, "sample_index": row.sample_index, "text": TEXT, "tokens": 20, "finish_reason": "eos",
-         "activated": (row.prompt_index + row.sample_index) % 100 == 0, "match": None}
+         "activated": (row.prompt_index + row.sample_index) % 100 == 0, "match": None,
+         "alpha0_weight": 0.5 ** row.alpha}
         for row in claim.rows
     ]
 
