@@ -74,3 +74,39 @@ def test_upgrading_a_filled_ledger_backfills_its_counters_and_totals(database_ur
     assert [(item["alpha"], item["prompts"], item["n"], item["activated"]) for item in intervals] == [
         (0.0, 1, 2, 1), (2.0, 1, 2, 2)
     ]
+
+
+MIGRATE_ON_SIGNAL = """
+import sys, time
+from pathlib import Path
+from ldaq.migrate import upgrade_database
+url, ready, go = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+ready.touch()
+while not go.exists():
+    time.sleep(0.01)
+upgrade_database(url)
+"""
+
+
+def test_processes_starting_together_migrate_one_at_a_time(database_url: str, tmp_path):
+    """The API, the worker and the detection worker migrate as they start, often at once (the demo, compose):
+    released together on an empty database, every one of them must succeed."""
+    import subprocess
+    import sys
+    import time
+
+    go = tmp_path / "go"
+    readies = [tmp_path / f"ready-{i}" for i in range(4)]
+    processes = [subprocess.Popen([sys.executable, "-c", MIGRATE_ON_SIGNAL, database_url, str(ready), str(go)],
+                                  stderr=subprocess.PIPE, text=True) for ready in readies]
+    deadline = time.monotonic() + 120
+    while not all(ready.exists() for ready in readies) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()
+    errors = [process.communicate(timeout=120)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0] * 4, errors
+
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    engine.dispose()
