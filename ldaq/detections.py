@@ -36,7 +36,7 @@ from ldaq.tables import (
     storable,
     utcnow,
 )
-from ldaq.totals import Tally
+from ldaq.totals import Tally, alpha_tallies
 
 log = logging.getLogger("ldaq.detections")
 
@@ -175,8 +175,8 @@ def _stored_texts(database: Database, experiment_id: str) -> Iterator[list[tuple
     """The texts of the rows that ran (a row that could not run was never sampled), a block at a time,
     from one snapshot with a server-side cursor: memory stays flat however many there are."""
     query = select(CompletionRecord.prompt_index, CompletionRecord.alpha, CompletionRecord.sample_index,
-                   CompletionRecord.text, CompletionRecord.alpha0_weight).where(CompletionRecord.experiment_id == experiment_id,
-                                                CompletionRecord.error.is_(None))
+                   CompletionRecord.text, CompletionRecord.alpha0_weight).where(
+        CompletionRecord.experiment_id == experiment_id, CompletionRecord.error.is_(None))
     with database.snapshot() as connection:
         result = connection.execution_options(stream_results=True, yield_per=SCAN_BLOCK_ROWS).execute(query)
         yield from (list(block) for block in result.partitions())
@@ -191,12 +191,9 @@ def _store(session: Session, experiment_id: str, name: str, scan: Scan) -> None:
         {"experiment_id": experiment_id, "detector": name, "alpha": alpha, "prompt_index": prompt, **asdict(tally)}
         for (alpha, prompt), tally in scan.tallies.items()
     ])
-    per_alpha: defaultdict[float, Tally] = defaultdict(Tally)
-    for (alpha, _), tally in scan.tallies.items():
-        per_alpha[alpha].merge(tally)
     _bulk_insert(session, AlphaTotal, [
         {"experiment_id": experiment_id, "detector": name, "alpha": alpha, **asdict(tally)}
-        for alpha, tally in per_alpha.items()
+        for (alpha,), tally in alpha_tallies(scan.tallies).items()
     ])
     detection = session.get(Detection, (experiment_id, name))
     detection.status, detection.finished_at = "succeeded", utcnow()

@@ -63,6 +63,14 @@ def tally_by(rows: Iterable[tuple[Hashable, bool, float | None]]) -> dict:
     return dict(tallies)
 
 
+def alpha_tallies(prompt_tallies: dict[tuple[float, int], Tally]) -> dict[tuple[float], Tally]:
+    """Per-(alpha, prompt) tallies summed per alpha: what alpha_totals holds beside prompt_totals."""
+    per_alpha: defaultdict = defaultdict(Tally)
+    for (alpha, _), tally in prompt_tallies.items():
+        per_alpha[(alpha,)].merge(tally)
+    return dict(per_alpha)
+
+
 NamedHits = dict[str, dict[tuple[int, float, int], str]]  # detector name -> row key -> match, for named detectors
 
 
@@ -112,10 +120,9 @@ def add_to_totals(session: Session, experiment: Experiment, inserted: list[Inser
 
 
 def _add_detector_counts(session: Session, experiment_id: str, detector: str, rows: list[tuple[Inserted, bool]]) -> None:
-    _add_counts(session, AlphaTotal, experiment_id, detector, ("alpha",),
-                tally_by(((row.alpha,), hit, row.alpha0_weight) for row, hit in rows))
-    _add_counts(session, PromptTotal, experiment_id, detector, ("alpha", "prompt_index"),
-                tally_by(((row.alpha, row.prompt_index), hit, row.alpha0_weight) for row, hit in rows))
+    per_prompt = tally_by(((row.alpha, row.prompt_index), hit, row.alpha0_weight) for row, hit in rows)
+    _add_counts(session, AlphaTotal, experiment_id, detector, ("alpha",), alpha_tallies(per_prompt))
+    _add_counts(session, PromptTotal, experiment_id, detector, ("alpha", "prompt_index"), per_prompt)
 
 
 def _add_counts(
