@@ -22,10 +22,10 @@ from lda_core.generate import (
     GenerationSettings,
     Row,
     RowSampling,
-    alpha0_log_ratios,
     completion_of,
     eos_token_ids,
     next_tokens,
+    next_tokens_weighed,
 )
 from lda_core.models import ModelPair
 from lda_core.pair_forward import PairCache, pair_forward
@@ -116,7 +116,7 @@ class _Batch:
     seen: torch.Tensor  # [rows, keys] bool: which cached keys each row attends to
     logits_after: torch.Tensor  # [rows, vocab]: next-token logits
     logits_before: torch.Tensor
-    log_weights: torch.Tensor  # [rows] float64: each row's alpha0_log_ratios summed so far
+    log_weights: torch.Tensor  # [rows] float64: the alpha-0 log ratios of its tokens so far (`next_tokens_weighed`)
     weighing: torch.Tensor  # [rows] bool: the row has not sampled an EOS yet (its weight still grows)
     tokens: list[list[int]]  # generated so far, per row
     ended: list[bool]  # a row has ended (EOS with stop_at_eos, or max_new_tokens) but may still hold its slot
@@ -210,9 +210,7 @@ class ContinuousBatcher:
 
     def _step(self, batch: _Batch) -> list[Completion]:
         """Sample one token per row, let ended rows leave, and feed the others' tokens to the models."""
-        sampling = batch.sampling()
-        sampled = next_tokens(batch.logits_after, batch.logits_before, batch.alphas, batch.keys, batch.steps, sampling)
-        self._weigh(batch, sampled, sampling)
+        sampled = self._sample(batch)
         for index, token in enumerate(sampled.tolist()):
             batch.tokens[index].append(token)
             batch.ended[index] = batch.ended[index] or self._ends(batch.settings[index], batch.tokens[index], token)
@@ -230,14 +228,16 @@ class ContinuousBatcher:
             self._decode(batch, sampled)
         return done
 
-    def _weigh(self, batch: _Batch, sampled: torch.Tensor, sampling: GenerationSettings | RowSampling) -> None:
-        """Add each row's new token to its alpha-0 log weight, up to and with its first EOS (what follows is
-        cut from the completion, so it is no part of the event weighed)."""
+    def _sample(self, batch: _Batch) -> torch.Tensor:
+        """Amplify and sample each row's token, adding it to the row's alpha-0 log weight up to and with its first
+        EOS (what follows is cut from the completion, so it is no part of the event weighed)."""
+        inputs = (batch.logits_after, batch.logits_before, batch.alphas, batch.keys, batch.steps, batch.sampling())
         if all(own.temperature == 0 for own in batch.settings):
-            return  # greedy: no weight to give
-        ratios = alpha0_log_ratios(batch.logits_after, batch.logits_before, batch.alphas, sampled, sampling)
+            return next_tokens(*inputs)  # greedy: no weight to give
+        sampled, ratios = next_tokens_weighed(*inputs)
         batch.log_weights = batch.log_weights + torch.where(batch.weighing, ratios.double(), 0.0)
         batch.weighing = batch.weighing & ~torch.isin(sampled, self.eos_tensor)
+        return sampled
 
     def _ends(self, settings: GenerationSettings, tokens: list[int], token: int) -> bool:
         """Whether the row ends with `token`, the latest of its `tokens`."""

@@ -10,7 +10,7 @@ import torch
 from lda_core.amplify import amplified_logits
 from lda_core.models import ModelPair
 from lda_core.rng import row_uniforms
-from lda_core.sampling import sample_tokens, sampled_log_probs
+from lda_core.sampling import sample_tokens, sample_tokens_with_log_probs, sampled_log_probs
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class Completion:
     error: str | None = None  # why the row could not run: the rest of its batch runs on without it
     tag: object = None  # the row's `tag`
     # log p_0(text) - log p_alpha(text), up to and with the first EOS: alpha 0's probability of this very
-    # completion over that of the distribution it was sampled from (`alpha0_log_ratios`). None when greedy.
+    # completion over that of the distribution it was sampled from (`next_tokens_weighed`). None when greedy.
     # Left out of equality: a float whose last digits differ between a batch and a row alone, as logits do.
     log_weight: float | None = field(default=None, compare=False)
 
@@ -102,14 +102,16 @@ def next_tokens(
     return sample_tokens(amplified, settings.temperature, settings.top_p, row_uniforms(row_keys, step))
 
 
-def alpha0_log_ratios(
+def next_tokens_weighed(
     logits_after: torch.Tensor,
     logits_before: torch.Tensor,
     alphas: torch.Tensor,
-    tokens: torch.Tensor,
+    row_keys: torch.Tensor,
+    step: int | torch.Tensor,
     settings: GenerationSettings | RowSampling,
-) -> torch.Tensor:
-    """`[rows]`: log p_0(token) - log p_alpha(token), each distribution after temperature and top-p.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`next_tokens`, and each row's log p_0(token) - log p_alpha(token), both distributions after temperature
+    and top-p (`[rows]`; meaningless for a greedy row).
 
     Summed over a completion's tokens this is the log importance weight that turns a sample drawn at
     alpha into one of alpha 0: the mean over amplified samples of `hit * exp(sum)` is an unbiased
@@ -117,11 +119,13 @@ def alpha0_log_ratios(
     Amplification makes a behaviour's completions likelier, so their weights are small and the
     estimate's variance with them: this is why amplified samples measure a rare rate well.
     """
-    if not bool((alphas != 0).any()):
-        return torch.zeros(tokens.shape[0], dtype=torch.float32, device=tokens.device)
-    amplified = amplified_logits(logits_after, logits_before, alphas)
-    at_alpha0 = sampled_log_probs(logits_after, tokens, settings.temperature, settings.top_p)
-    return at_alpha0 - sampled_log_probs(amplified, tokens, settings.temperature, settings.top_p)
+    amplified = amplified_logits(logits_after, logits_before, alphas)  # [rows, vocab], float32
+    uniforms = row_uniforms(row_keys, step)
+    if not bool((alphas != 0).any()):  # alpha 0 is the distribution sampled: every ratio is 1
+        tokens = sample_tokens(amplified, settings.temperature, settings.top_p, uniforms)
+        return tokens, torch.zeros(tokens.shape[0], dtype=torch.float32, device=tokens.device)
+    tokens, at_alpha = sample_tokens_with_log_probs(amplified, settings.temperature, settings.top_p, uniforms)
+    return tokens, sampled_log_probs(logits_after, tokens, settings.temperature, settings.top_p) - at_alpha
 
 
 def completion_of(

@@ -65,7 +65,10 @@ def sampled_log_probs(
 ) -> torch.Tensor:
     """`[rows]`: each row's log-probability of its token in `tokens` under the distribution that
     temperature and top-p make of its logits (-inf for a token top-p leaves out)."""
-    shaped = sampling_logits(logits, temperature, top_p)
+    return _log_probs_of(sampling_logits(logits, temperature, top_p), tokens)
+
+
+def _log_probs_of(shaped: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     # A gather and a logsumexp, not a log_softmax: no second [rows, vocab] tensor per decoding step.
     return shaped.gather(-1, tokens.reshape(-1, 1)).squeeze(-1) - torch.logsumexp(shaped, dim=-1)
 
@@ -98,14 +101,35 @@ def sample_tokens(
     one) supplies them.
     """
     batched = logits.unsqueeze(0) if logits.dim() == 1 else logits
+    tokens, _ = _draw(batched, temperature, top_p, uniforms, generator)
+    return tokens[0] if logits.dim() == 1 else tokens
+
+
+def sample_tokens_with_log_probs(
+    logits: torch.Tensor, temperature: float | torch.Tensor, top_p: float | torch.Tensor, uniforms: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`sample_tokens` of `[rows, vocab]` logits, and each token's log-probability under the distribution it
+    was drawn from (what `sampled_log_probs` gives, from the same shaped logits rather than shaping them again;
+    meaningless for a greedy row)."""
+    tokens, shaped = _draw(logits, temperature, top_p, uniforms, None)
+    if shaped is None:  # every row greedy
+        shaped = sampling_logits(logits, temperature, top_p)
+    return tokens, _log_probs_of(shaped, tokens)
+
+
+def _draw(
+    batched: torch.Tensor, temperature: float | torch.Tensor, top_p: float | torch.Tensor,
+    uniforms: torch.Tensor | None, generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One token per row of `[rows, vocab]`, and the shaped logits it was drawn from (None when every row is greedy)."""
     greedy = torch.as_tensor(temperature, device=batched.device) == 0
     if bool(greedy.all()):
-        tokens = sampleable_logits(batched).argmax(dim=-1)
-    else:
-        probs = logits_to_probs(batched, temperature, top_p)
-        if uniforms is None:
-            uniforms = torch.rand(probs.shape[0], generator=generator, device=probs.device)
-        tokens = sample_from_uniforms(probs, uniforms.reshape(-1))
-        if bool(greedy.any()):  # some rows of the batch are greedy
-            tokens = torch.where(greedy, sampleable_logits(batched).argmax(dim=-1), tokens)
-    return tokens[0] if logits.dim() == 1 else tokens
+        return sampleable_logits(batched).argmax(dim=-1), None
+    shaped = sampling_logits(batched, temperature, top_p)
+    probs = torch.softmax(shaped, dim=-1)
+    if uniforms is None:
+        uniforms = torch.rand(probs.shape[0], generator=generator, device=probs.device)
+    tokens = sample_from_uniforms(probs, uniforms.reshape(-1))
+    if bool(greedy.any()):  # some rows of the batch are greedy
+        tokens = torch.where(greedy, sampleable_logits(batched).argmax(dim=-1), tokens)
+    return tokens, shaped
