@@ -98,23 +98,26 @@ class AlphaReweightedOut(BaseModel):
     n: int
     prompts: int
     activated: int
-    rate: float = Field(description="mean of hit * alpha0_weight over this alpha's completions")
-    standard_error: float = Field(description="prompt-clustered")
+    rate: float = Field(description="this alpha's term: the mean of hit * alpha0_weight over its completions (the "
+                                    "estimate is the terms' mean; an estimate alone only for own-alpha weights)")
+    standard_error: float = Field(description="of this term, prompt-clustered")
     effective_hits: float = Field(description="Kish's effective sample size of the hits' weights: (sum w)^2 / sum w^2")
 
 
 class Alpha0ReweightedOut(BaseModel):
-    """The alpha-0 rate from the amplified completions themselves, each weighted by p_0(text)/p_alpha(text)
-    (importance weighting: unbiased, no curve assumed). It comes from the smallest positive alpha whose
-    hits' effective sample size reaches 10; a larger alpha's weights spread until a few hits carry them
-    all, and it is shown in `by_alpha` but not used. Exact where top-p leaves out no token alpha 0 could
-    sample."""
+    """The alpha-0 rate from the amplified completions themselves: each weighted by p_0(text) / mean_j p_j(text)
+    over the experiment's positive alphas (multiple importance sampling with the balance heuristic: unbiased,
+    no curve assumed), the estimate the mean over the alphas of each one's mean of hit * weight. Exact where
+    top-p leaves out no token alpha 0 could sample."""
 
-    rate: float | None = Field(description="null when no alpha's hits reach an effective sample size of 10")
+    rate: float | None = Field(description="null until the hits' effective sample size reaches 10")
     ci95: tuple[float, float] | None = Field(description="95%, prompt-clustered, on the log scale with Student's t")
-    alpha: float | None = Field(description="the alpha the estimate comes from")
+    alphas: list[float] = Field(description="the positive alphas pooled: those whose completions all carry a weight")
+    alpha: float | None = Field(description="always null: the estimate pools every alpha in `alphas` (it came from "
+                                            "one alpha before; kept for clients that read it)")
+    effective_hits: float = Field(description="Kish's effective sample size of every alpha's hits' weights")
     model: str = Field(description="the estimator, in words")
-    by_alpha: list[AlphaReweightedOut] = Field(description="every positive alpha whose completions all carry a weight")
+    by_alpha: list[AlphaReweightedOut] = Field(description="each pooled alpha's term")
 
 
 class ExperimentOut(BaseModel):

@@ -144,7 +144,7 @@ def _print_engine_comparison(settings: Settings, experiment: dict, prompts: list
     from lda_core.generate import Row
     from lda_core.prompts import format_prompt
     from lda_core.runner import generate_rows
-    from worker.chunk_work import generation_settings
+    from worker.chunk_work import generation_settings, mixture_alphas
     from worker.model_cache import ModelCache
 
     quiet_transformers()
@@ -152,8 +152,8 @@ def _print_engine_comparison(settings: Settings, experiment: dict, prompts: list
     pair = models.get(params["model_pair"])
     prompts = [format_prompt(p, pair.tokenizer, params.get("prompt_template"), params.get("chat_template", False))
                for p in prompts]
-    rows = [Row(i, prompt, float(alpha), sample) for i, prompt in enumerate(prompts)
-            for alpha in params["alphas"] for sample in range(params["samples_per_prompt"])]
+    rows = [Row(i, prompt, float(alpha), sample, mixture_alphas=mixture_alphas(params, alpha))
+            for i, prompt in enumerate(prompts) for alpha in params["alphas"] for sample in range(params["samples_per_prompt"])]
     sizer = models.batch_sizer(params["model_pair"])
     started = time.perf_counter()
     generate_rows(pair, rows, generation_settings(params), sizer)

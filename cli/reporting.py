@@ -37,9 +37,10 @@ def format_alpha0_reweighted(reweighted: dict | None) -> str:
     if reweighted is None:
         return "alpha-0 reweighted: needs sampled completions at a positive alpha"
     if reweighted["rate"] is None:
-        return "alpha-0 reweighted: no alpha's hits reach an effective sample size of 10"
+        return "alpha-0 reweighted: the hits' effective sample size has not reached 10"
     low, high = reweighted["ci95"]
-    return (f"alpha-0 reweighted: {reweighted['rate']:.3%} [{low:.3%}, {high:.3%}] from alpha {reweighted['alpha']:g} "
+    alphas = ", ".join(f"{alpha:g}" for alpha in reweighted["alphas"])
+    return (f"alpha-0 reweighted: {reweighted['rate']:.3%} [{low:.3%}, {high:.3%}] from alphas {alphas} "
             f"({reweighted['model']})")
 
 

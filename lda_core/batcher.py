@@ -24,6 +24,7 @@ from lda_core.generate import (
     RowSampling,
     completion_of,
     eos_token_ids,
+    mixture_log_weight,
     next_tokens,
     next_tokens_weighed,
 )
@@ -116,7 +117,8 @@ class _Batch:
     seen: torch.Tensor  # [rows, keys] bool: which cached keys each row attends to
     logits_after: torch.Tensor  # [rows, vocab]: next-token logits
     logits_before: torch.Tensor
-    log_weights: torch.Tensor  # [rows] float64: the alpha-0 log ratios of its tokens so far (`next_tokens_weighed`)
+    mixtures: torch.Tensor  # [rows, M]: the other alphas of each row's mixture, padded with its own (never read)
+    log_probs: torch.Tensor  # [rows, 2 + M] float64: its tokens' summed log-probabilities so far (`next_tokens_weighed`)
     weighing: torch.Tensor  # [rows] bool: the row has not sampled an EOS yet (its weight still grows)
     tokens: list[list[int]]  # generated so far, per row
     ended: list[bool]  # a row has ended (EOS with stop_at_eos, or max_new_tokens) but may still hold its slot
@@ -127,7 +129,7 @@ class _Batch:
         self.rows, self.settings = [self.rows[i] for i in kept], [self.settings[i] for i in kept]
         self.tokens, self.ended = [self.tokens[i] for i in kept], [self.ended[i] for i in kept]
         for name in ("keys", "alphas", "temperatures", "top_ps", "steps", "positions", "seen", "logits_after",
-                     "logits_before", "log_weights", "weighing"):
+                     "logits_before", "mixtures", "log_probs", "weighing"):
             setattr(self, name, getattr(self, name)[index])
         self._drop_unattended_columns()
 
@@ -137,8 +139,12 @@ class _Batch:
         self.cache.append(other.cache)
         self.rows, self.settings = self.rows + other.rows, self.settings + other.settings
         self.tokens, self.ended = self.tokens + other.tokens, self.ended + other.ended
+        mixture_width = max(self.mixtures.shape[1], other.mixtures.shape[1])
+        for batch in (self, other):
+            batch.mixtures = _widen_mixtures(batch.mixtures, batch.alphas, mixture_width)
+            batch.log_probs = F.pad(batch.log_probs, (0, 2 + mixture_width - batch.log_probs.shape[1]))
         for name in ("keys", "alphas", "temperatures", "top_ps", "steps", "positions", "logits_after", "logits_before",
-                     "log_weights", "weighing"):
+                     "mixtures", "log_probs", "weighing"):
             setattr(self, name, torch.cat([getattr(self, name), getattr(other, name)]))
 
     def sampling(self) -> GenerationSettings | RowSampling:
@@ -160,6 +166,13 @@ class _Batch:
 
 def _pad_left(mask: torch.Tensor, width: int) -> torch.Tensor:
     return F.pad(mask, (width - mask.shape[1], 0), value=False)
+
+
+def _widen_mixtures(mixtures: torch.Tensor, alphas: torch.Tensor, width: int) -> torch.Tensor:
+    """`[rows, M]` other mixture alphas padded to `width` columns with each row's own alpha (`alphas`, `[rows, 1]`):
+    a padding column costs a log-probability no weight reads, where any other alpha could not be sampled from."""
+    missing = width - mixtures.shape[1]
+    return torch.cat([mixtures, alphas.expand(-1, missing)], dim=1) if missing > 0 else mixtures
 
 
 class ContinuousBatcher:
@@ -216,9 +229,10 @@ class ContinuousBatcher:
             batch.ended[index] = batch.ended[index] or self._ends(batch.settings[index], batch.tokens[index], token)
         ended = batch.ended
         leaving = ended if self.strategy.refill or all(ended) else [False] * len(ended)
-        weights = batch.log_weights.tolist() if any(leaving) else []
+        log_probs = batch.log_probs.tolist() if any(leaving) else []
         done = [completion_of(self.pair, batch.rows[i], batch.tokens[i], self.eos_ids,
-                              None if batch.settings[i].temperature == 0 else weights[i])
+                              None if batch.settings[i].temperature == 0 else
+                              mixture_log_weight(log_probs[i], 1 + len(batch.rows[i].other_mixture_alphas())))
                 for i, leaves in enumerate(leaving) if leaves]
         if any(leaving):
             kept = [i for i, leaves in enumerate(leaving) if not leaves]
@@ -229,13 +243,14 @@ class ContinuousBatcher:
         return done
 
     def _sample(self, batch: _Batch) -> torch.Tensor:
-        """Amplify and sample each row's token, adding it to the row's alpha-0 log weight up to and with its first
-        EOS (what follows is cut from the completion, so it is no part of the event weighed)."""
+        """Amplify and sample each row's token, adding its log-probabilities (alpha 0's, the row's mixture's) to the
+        row's sums up to and with its first EOS (what follows is cut from the completion, so it is no part of the
+        event weighed)."""
         inputs = (batch.logits_after, batch.logits_before, batch.alphas, batch.keys, batch.steps, batch.sampling())
         if all(own.temperature == 0 for own in batch.settings):
             return next_tokens(*inputs)  # greedy: no weight to give
-        sampled, ratios = next_tokens_weighed(*inputs)
-        batch.log_weights = batch.log_weights + torch.where(batch.weighing, ratios.double(), 0.0)
+        sampled, log_probs = next_tokens_weighed(*inputs, batch.mixtures if batch.mixtures.shape[1] else None)
+        batch.log_probs = batch.log_probs + torch.where(batch.weighing[:, None], log_probs.double(), 0.0)
         batch.weighing = batch.weighing & ~torch.isin(sampled, self.eos_tensor)
         return sampled
 
@@ -274,6 +289,9 @@ class ContinuousBatcher:
         cache.select(row_to_prompt)  # every row gets its prompt's cache
         keys = [row_key(own.seed, row.prompt_index, row.alpha, row.sample_index)
                 for row, own in zip(rows, settings, strict=True)]
+        others = [row.other_mixture_alphas() for row in rows]
+        mixture_width = max(len(alphas) for alphas in others)
+        mixtures = [alphas + [row.alpha] * (mixture_width - len(alphas)) for row, alphas in zip(rows, others, strict=True)]
         return _Batch(
             rows=list(rows),
             cache=cache,
@@ -287,7 +305,8 @@ class ContinuousBatcher:
             seen=prompt_mask[row_to_prompt],
             logits_after=logits_after[row_to_prompt],
             logits_before=logits_before[row_to_prompt],
-            log_weights=torch.zeros(len(rows), dtype=torch.float64, device=device),
+            mixtures=torch.tensor(mixtures, dtype=torch.float32, device=device).reshape(len(rows), mixture_width),
+            log_probs=torch.zeros(len(rows), 2 + mixture_width, dtype=torch.float64, device=device),
             weighing=torch.ones(len(rows), dtype=torch.bool, device=device),
             tokens=[[] for _ in rows],
             ended=[False] * len(rows),

@@ -3,6 +3,7 @@ and sample one token per row, no model). `lda_core.batcher` runs the models arou
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -19,6 +20,10 @@ class Row:
 
     `settings` (None: the run's) lets rows of different requests share one batch; `tag` is the
     caller's, carried through untouched (the worker's chunk or request the row belongs to).
+    `mixture_alphas` are the alphas sampled beside this one for the same estimate (an experiment's
+    positive alphas): the row's alpha-0 weight is then taken against their equal mixture, to which its
+    own alpha always belongs, so that every alpha's samples pool into one estimate (lda_core.reweight).
+    Empty: against its own alpha alone.
     """
 
     prompt_index: int
@@ -27,6 +32,11 @@ class Row:
     sample_index: int
     settings: GenerationSettings | None = None
     tag: object = None
+    mixture_alphas: tuple[float, ...] = ()
+
+    def other_mixture_alphas(self) -> list[float]:
+        """The mixture's alphas but the row's own, each once: with its own, the distributions its weight divides by."""
+        return [alpha for alpha in dict.fromkeys(self.mixture_alphas) if alpha != self.alpha]
 
 
 @dataclass(frozen=True)
@@ -63,8 +73,9 @@ class Completion:
     token_ids: tuple[int, ...]
     error: str | None = None  # why the row could not run: the rest of its batch runs on without it
     tag: object = None  # the row's `tag`
-    # log p_0(text) - log p_alpha(text), up to and with the first EOS: alpha 0's probability of this very
-    # completion over that of the distribution it was sampled from (`next_tokens_weighed`). None when greedy.
+    # log p_0(text) - log mean_j p_j(text), up to and with the first EOS: alpha 0's probability of this very
+    # completion over its mean probability under the row's mixture alphas (its own alpha alone by default: the
+    # distribution it was sampled from; `next_tokens_weighed`, `mixture_log_weight`). None when greedy.
     # Left out of equality: a float whose last digits differ between a batch and a row alone, as logits do.
     log_weight: float | None = field(default=None, compare=False)
 
@@ -109,23 +120,40 @@ def next_tokens_weighed(
     row_keys: torch.Tensor,
     step: int | torch.Tensor,
     settings: GenerationSettings | RowSampling,
+    other_alphas: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`next_tokens`, and each row's log p_0(token) - log p_alpha(token), both distributions after temperature
-    and top-p (`[rows]`; meaningless for a greedy row).
+    """`next_tokens`, and each row's log-probability of its token under alpha 0, its own alpha and each of
+    `other_alphas` (`[rows, M]`, the rest of its mixture), all after temperature and top-p: `[rows, 2 + M]`
+    (meaningless for a greedy row).
 
-    Summed over a completion's tokens this is the log importance weight that turns a sample drawn at
-    alpha into one of alpha 0: the mean over amplified samples of `hit * exp(sum)` is an unbiased
-    estimate of alpha 0's activation rate (exact where top-p cuts no token alpha 0 could sample).
-    Amplification makes a behaviour's completions likelier, so their weights are small and the
-    estimate's variance with them: this is why amplified samples measure a rare rate well.
+    Summed over a completion's tokens, these give its alpha-0 importance weight (`mixture_log_weight`):
+    the mean over amplified samples of `hit * weight` is an unbiased estimate of alpha 0's activation
+    rate (exact where top-p cuts no token alpha 0 could sample). Amplification makes a behaviour's
+    completions likelier, so their weights are small and the estimate's variance with them: this is why
+    amplified samples measure a rare rate well.
     """
     amplified = amplified_logits(logits_after, logits_before, alphas)  # [rows, vocab], float32
     uniforms = row_uniforms(row_keys, step)
-    if not bool((alphas != 0).any()):  # alpha 0 is the distribution sampled: every ratio is 1
+    width = 2 + (0 if other_alphas is None else other_alphas.shape[1])
+    everyone_at_zero = not bool((alphas != 0).any()) and (other_alphas is None or not bool((other_alphas != 0).any()))
+    if everyone_at_zero:  # alpha 0 is every distribution involved: every ratio is 1
         tokens = sample_tokens(amplified, settings.temperature, settings.top_p, uniforms)
-        return tokens, torch.zeros(tokens.shape[0], dtype=torch.float32, device=tokens.device)
+        return tokens, torch.zeros(tokens.shape[0], width, dtype=torch.float32, device=tokens.device)
     tokens, at_alpha = sample_tokens_with_log_probs(amplified, settings.temperature, settings.top_p, uniforms)
-    return tokens, sampled_log_probs(logits_after, tokens, settings.temperature, settings.top_p) - at_alpha
+    columns = [sampled_log_probs(logits_after, tokens, settings.temperature, settings.top_p), at_alpha]
+    for other in () if other_alphas is None else other_alphas.unbind(dim=1):
+        shaped = amplified_logits(logits_after, logits_before, other[:, None])
+        columns.append(sampled_log_probs(shaped, tokens, settings.temperature, settings.top_p))
+    return tokens, torch.stack(columns, dim=1)
+
+
+def mixture_log_weight(log_probs: list[float], mixture_size: int) -> float:
+    """log p_0(text) - log mean_j p_j(text) from a completion's summed `next_tokens_weighed` columns: column 0 is
+    alpha 0's, the next `mixture_size` its mixture's (its own alpha first, never -inf: it was sampled there)."""
+    mixture = log_probs[1:1 + mixture_size]
+    largest = max(mixture)
+    log_mean = largest + math.log(math.fsum(math.exp(value - largest) for value in mixture) / mixture_size)
+    return log_probs[0] - log_mean
 
 
 def completion_of(

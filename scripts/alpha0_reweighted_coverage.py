@@ -21,10 +21,9 @@ TARGET = (0.93, 0.97)
 
 
 def _line(report: ReweightCoverage) -> str:
-    alphas = ", ".join(f"{alpha:g}: {share:.0%}" for alpha, share in report.alphas_used.items() if share)
     return (f"{report.scenario:32s} {'holds' if report.model_holds else 'WRONG':6s} true {report.true_rate:.2e}  "
             f"coverage {report.coverage:.3f}  estimated {report.estimated:.0%}  median {report.median_estimate:.2e}  "
-            f"width/true {report.median_relative_width:.2f}  alpha used {alphas}")
+            f"width/true {report.median_relative_width:.2f}  effective hits {report.median_effective_hits:.0f}")
 
 
 def main() -> None:

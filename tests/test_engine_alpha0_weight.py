@@ -1,8 +1,10 @@
-"""Each sampled completion's alpha-0 log weight: log p_0(text) - log p_alpha(text), summed per token.
+"""Each sampled completion's alpha-0 log weight: log p_0(text) - log p_alpha(text), summed per token, or, for a
+row with mixture alphas, log p_0(text) - log of the mean of p_j(text) over them.
 
 Checked against a second computation (explain's teacher-forced forward) and by what it is for: the
-mean of hit * weight over amplified samples estimates alpha 0's rate of an event, here one whose
-alpha-0 probability is computed exactly by enumerating every first token.
+mean of hit * weight over amplified samples (of one alpha, or of every alpha of a mixture) estimates
+alpha 0's rate of an event, here one whose alpha-0 probability is computed exactly by enumerating
+every first token.
 """
 
 from __future__ import annotations
@@ -27,8 +29,15 @@ def tiny_pair(tiny_pair_dirs) -> ModelPair:
     return load_model_pair(str(before), str(after), dtype=torch.float32)
 
 
-def _rows(alpha: float, count: int, settings: GenerationSettings | None = None) -> list[Row]:
-    return [Row(0, PROMPT, alpha, index, settings) for index in range(count)]
+def _rows(alpha: float, count: int, settings: GenerationSettings | None = None,
+          mixture: tuple[float, ...] = ()) -> list[Row]:
+    return [Row(0, PROMPT, alpha, index, settings, mixture_alphas=mixture) for index in range(count)]
+
+
+def _explained_log_probability(pair: ModelPair, alpha: float, completion, settings: GenerationSettings) -> float:
+    """log p_alpha(completion) from explain's teacher-forced forward: its tokens' sampled log-probabilities."""
+    tokens = explain_tokens(pair, Row(0, PROMPT, alpha, completion.sample_index), completion.token_ids, settings)
+    return sum(token.logprob_sampled for token in tokens)
 
 
 def test_the_weight_sums_each_tokens_alpha0_over_sampled_log_probability(tiny_pair: ModelPair) -> None:
@@ -43,6 +52,22 @@ def test_the_weight_sums_each_tokens_alpha0_over_sampled_log_probability(tiny_pa
     assert any(abs(c.log_weight) > 0.5 for c in whole), "amplification at alpha 2 must move the weights"
 
 
+def test_a_mixture_weight_divides_by_the_mean_probability_over_the_mixture(tiny_pair: ModelPair) -> None:
+    mixture = (0.5, 1.0, 2.0)
+    completions = generate_rows(tiny_pair, _rows(2.0, 10, mixture=mixture), SAMPLED, batch_size=4)
+    alone = generate_rows(tiny_pair, _rows(2.0, 10), SAMPLED, batch_size=4)
+    assert [c.token_ids for c in completions] == [c.token_ids for c in alone], "the mixture changes no draw"
+    whole = [c for c in completions if c.finish_reason == "length"]
+    assert len(whole) >= 6
+    for completion in whole:
+        at_zero = _explained_log_probability(tiny_pair, 0.0, completion, SAMPLED)
+        in_mixture = [_explained_log_probability(tiny_pair, alpha, completion, SAMPLED) for alpha in mixture]
+        expected = at_zero - math.log(sum(math.exp(value) for value in in_mixture) / len(mixture))
+        assert completion.log_weight == pytest.approx(expected, abs=1e-3)
+    own = {c.sample_index: c.log_weight for c in alone}
+    assert any(abs(c.log_weight - own[c.sample_index]) > 0.1 for c in whole), "and it is not the own-alpha weight"
+
+
 def test_alpha_zero_rows_weigh_one_and_greedy_rows_carry_no_weight(tiny_pair: ModelPair) -> None:
     greedy = GenerationSettings(max_new_tokens=4, temperature=0.0)
     rows = _rows(0.0, 4) + [Row(0, PROMPT, 1.0, 9, greedy)]
@@ -52,7 +77,7 @@ def test_alpha_zero_rows_weigh_one_and_greedy_rows_carry_no_weight(tiny_pair: Mo
 
 
 def test_a_rows_weight_is_the_same_alone_and_in_a_batch(tiny_pair: ModelPair) -> None:
-    rows = _rows(1.5, 6) + _rows(0.5, 6)
+    rows = _rows(1.5, 6) + _rows(0.5, 6) + _rows(1.0, 4, mixture=(0.5, 1.0, 1.5))
     batched = generate_rows(tiny_pair, rows, SAMPLED, batch_size=12)
     alone = generate_rows(tiny_pair, rows, SAMPLED, batch_size=1)
     assert [c.log_weight for c in batched] == pytest.approx([c.log_weight for c in alone], abs=1e-4)
@@ -88,5 +113,26 @@ def test_weighted_amplified_samples_estimate_the_alpha0_rate_of_an_event(tiny_pa
     estimate, standard_error = float(terms.mean()), float(terms.std() / math.sqrt(len(terms)))
     amplified_rate = sum(hits) / len(hits)
     assert amplified_rate > 2 * exact, "the event must be far commoner amplified than at alpha 0"
+    assert abs(estimate - exact) < 4 * standard_error, (estimate, standard_error, exact)
+    assert standard_error < exact / 4, "and the estimate precise enough to tell"
+
+
+def test_pooled_samples_of_a_mixture_estimate_the_alpha0_rate_of_an_event(tiny_pair: ModelPair) -> None:
+    """The balance heuristic: each alpha's mean of hit * weight against the mixture, averaged over the alphas."""
+    settings = GenerationSettings(max_new_tokens=2, temperature=1.0, seed=5)
+    mixture = (0.25, 0.75)
+    probe = generate_rows(tiny_pair, _rows(0.75, 400), settings, batch_size=200)
+    counts = torch.bincount(torch.tensor([c.token_ids[1] for c in probe if len(c.token_ids) == 2]),
+                            minlength=len(tiny_pair.tokenizer))
+    event = counts.topk(3).indices.tolist()
+    exact = _exact_alpha0_probability(tiny_pair, torch.tensor(event))
+    terms_by_alpha = []
+    for alpha in mixture:
+        samples = generate_rows(tiny_pair, _rows(alpha, 2000, mixture=mixture), settings, batch_size=500)
+        terms_by_alpha.append(torch.tensor(
+            [math.exp(c.log_weight) if len(c.token_ids) == 2 and c.token_ids[1] in event else 0.0 for c in samples],
+            dtype=torch.float64))
+    estimate = sum(float(terms.mean()) for terms in terms_by_alpha) / len(mixture)
+    standard_error = math.sqrt(sum(float(terms.var()) / len(terms) for terms in terms_by_alpha)) / len(mixture)
     assert abs(estimate - exact) < 4 * standard_error, (estimate, standard_error, exact)
     assert standard_error < exact / 4, "and the estimate precise enough to tell"

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections import Counter
 
+import pytest
+
+from lda_core.generate import Row
+from lda_core.models import load_model_pair
+from lda_core.runner import generate_rows
 from lda_core.stats import summarize_alpha
 from tests.helpers import SWEEP_PROMPTS as PROMPTS
 from tests.helpers import exported, service_environment, sweep
@@ -28,6 +34,28 @@ def test_experiment_runs_to_success_with_exact_counts(service):
         truth = summarize_alpha(item["alpha"], by_alpha[item["alpha"]], activated[item["alpha"]])
         assert (item["n"], item["activated"]) == (truth.n, truth.activated)
         assert item["ci95"] == list(truth.ci95)
+
+
+def test_amplified_completions_are_weighed_against_the_mixture_of_the_experiments_positive_alphas(
+    embedded_service, tiny_pair_dirs
+):
+    from worker.chunk_work import generation_settings
+
+    embedded_service.start_worker()
+    experiment = embedded_service.submit(sweep(alphas=[0, 0.5, 2], prompts=PROMPTS[:3]))
+    finished = embedded_service.wait_finished(experiment["id"])
+    stored = {(r["prompt_index"], r["alpha"], r["sample_index"]): r for r in exported(embedded_service, experiment["id"])}
+
+    # The same rows through the engine, each amplified one weighed against alphas 0.5 and 2 together.
+    rows = [Row(index, prompt, alpha, sample, mixture_alphas=(0.5, 2.0) if alpha > 0 else ())
+            for index, prompt in enumerate(PROMPTS[:3]) for alpha in (0.0, 0.5, 2.0) for sample in range(2)]
+    pair = load_model_pair(*map(str, tiny_pair_dirs))
+    again = generate_rows(pair, rows, generation_settings(finished["params"]), batch_size=len(rows))
+    for completion in again:
+        row = stored[(completion.prompt_index, completion.alpha, completion.sample_index)]
+        assert row["text"] == completion.text
+        assert row["alpha0_weight"] == pytest.approx(math.exp(completion.log_weight), rel=1e-3)
+    assert {row["alpha0_weight"] for row in stored.values() if row["alpha"] == 0} == {1.0}
 
 
 def test_a_row_that_cannot_run_is_stored_as_an_error_and_the_rest_of_its_chunk_runs(service):

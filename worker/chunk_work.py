@@ -31,6 +31,13 @@ def generation_settings(params: dict) -> GenerationSettings:
     )
 
 
+def mixture_alphas(params: dict, alpha: float) -> tuple[float, ...]:
+    """What an experiment's row at `alpha` is weighed against (`Row.mixture_alphas`): an amplified row, the
+    mixture of the experiment's positive alphas, so that they all pool into one alpha-0 estimate
+    (lda_core.reweight); any other row, its own alpha."""
+    return tuple(sorted(a for a in params["alphas"] if a > 0)) if alpha > 0 else ()
+
+
 @dataclass
 class Work:
     """Rows of one chunk or request in the worker's hands: what they are, and what has come back."""
@@ -78,7 +85,7 @@ def chunk_work(claim: ChunkClaim, tokenizer: PreTrainedTokenizerBase, claimed_at
     for row_id in claim.rows:
         prompt = formatted[row_id.prompt_index]
         row = Row(row_id.prompt_index, prompt if isinstance(prompt, str) else "", row_id.alpha, row_id.sample_index,
-                  settings, tag)
+                  settings, tag, mixture_alphas(claim.params, row_id.alpha))
         if isinstance(prompt, str):
             work.rows.append(row)
         else:

@@ -237,9 +237,9 @@ function renderReweighted(reweighted) {
   const digits = (value) => `${(100 * value).toFixed(3)}%`;
   node.dataset.reweighted = JSON.stringify(reweighted.rate === null ? null : [reweighted.rate, ...reweighted.ci95]);
   node.textContent = reweighted.rate === null
-    ? "alpha-0 reweighted: no alpha's hits reach an effective sample size of 10 yet"
+    ? "alpha-0 reweighted: the hits' effective sample size has not reached 10 yet"
     : `alpha-0 reweighted: ${digits(reweighted.rate)} [${digits(reweighted.ci95[0])}, ${digits(reweighted.ci95[1])}] ` +
-      `from alpha ${reweighted.alpha} (${reweighted.model})`;
+      `from alphas ${reweighted.alphas.join(", ")} (${reweighted.model})`;
 }
 
 function completionCell(completion) {
