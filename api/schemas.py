@@ -111,7 +111,9 @@ class Alpha0ReweightedOut(BaseModel):
     top-p leaves out no token alpha 0 could sample."""
 
     rate: float | None = Field(description="null until the hits' effective sample size reaches 10")
-    ci95: tuple[float, float] | None = Field(description="95%, prompt-clustered, on the log scale with Student's t")
+    ci95: tuple[float, float] | None = Field(
+        description="95%, prompt-clustered, symmetric on the 1/rate scale with Student's t at Satterthwaite's degrees "
+                    "of freedom; its upper end is 1 where the data cannot bound it")
     alphas: list[float] = Field(description="the positive alphas pooled: those whose completions all carry a weight")
     alpha: float | None = Field(description="always null: the estimate pools every alpha in `alphas` (it came from "
                                             "one alpha before; kept for clients that read it)")

@@ -21,7 +21,17 @@ with own-alpha weights (before the mixture), the same mean over alphas is a mean
 estimates: still unbiased, less precise.
 
 The variance is prompt-clustered (the delta method over prompts): completions of one prompt are
-correlated, so prompts, not completions, are the independent units.
+correlated, so prompts, not completions, are the independent units. Where a few prompts carry the rate,
+the prompts' deviations are heavy-tailed, and 60 of them underestimate both the variance's own spread and
+the estimate's skew: a log-scale interval with Student's t over P - 1 degrees covered 91.5% on average
+(simulated, seeds 0-9), its misses mostly above. So the degrees of freedom are Satterthwaite's from the
+deviations' kurtosis (the variance estimate's own variance is 2/(P-1) + kurtosis/P; matched to a scaled
+chi-square), which is P - 1 when they have none, and the interval is taken on the scale of 1/rate: the set
+of rates r with |estimate - r| <= t * CV * r, a score-type interval for a spread proportional to the mean,
+which leans upward as heavy-tailed prompt populations need. Its upper end is 1 where the data cannot bound
+it (t * CV >= 1: in 2% of the simulated experiments where a few prompts carry the rate). Simulated over
+1,000 experiments per scenario, seeds 0 and 1, it covers 94.0-96.2% where the assumptions hold
+(`scripts/alpha0_reweighted_coverage.py`).
 """
 
 from __future__ import annotations
@@ -38,8 +48,8 @@ SMALL_DEGREES_T975 = {1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764}
 MODEL = (
     "mean over the positive alphas of each alpha's mean of hit * alpha0_weight, the weight p_0(text) / mean_j "
     "p_j(text) over the experiment's positive alphas (multiple importance sampling, balance heuristic); needs "
-    "the hits' effective sample size to reach 10; prompt-clustered variance, 95% interval on the log scale "
-    "with Student's t"
+    "the hits' effective sample size to reach 10; prompt-clustered variance, 95% interval on the 1/rate scale "
+    "with Student's t at Satterthwaite's degrees of freedom"
 )
 
 
@@ -84,6 +94,7 @@ class ReweightedEstimate:
     alphas: tuple[float, ...]  # the alphas pooled
     effective_hits: float  # Kish, over every alpha's hits, each alpha's weights scaled by 1 / its completions
     by_alpha: tuple[AlphaReweighted, ...]
+    degrees_of_freedom: float | None = None  # of the interval's t
     model: str = MODEL
 
 
@@ -106,7 +117,8 @@ def reweighted_alpha0(cells: Sequence[AlphaWeights]) -> ReweightedEstimate:
     variance, degrees = _variance(pooled, sizes, [term.rate for term in by_alpha])
     if effective < MIN_EFFECTIVE_HITS or rate <= 0 or variance <= 0:
         return ReweightedEstimate(None, None, alphas, effective, by_alpha)
-    return ReweightedEstimate(rate, _log_t_interval(rate, variance, degrees), alphas, effective, by_alpha)
+    return ReweightedEstimate(rate, _reciprocal_t_interval(rate, variance, degrees), alphas, effective, by_alpha,
+                              degrees)
 
 
 def t_quantile_975(degrees: int) -> float:
@@ -144,19 +156,35 @@ def _prompt_influences(cells: Sequence[AlphaWeights], sizes: Sequence[int], rate
     return dict(influences)
 
 
-def _variance(cells: Sequence[AlphaWeights], sizes: Sequence[int], rates: Sequence[float]) -> tuple[float, int]:
+def _variance(cells: Sequence[AlphaWeights], sizes: Sequence[int], rates: Sequence[float]) -> tuple[float, float]:
     """Var(estimate) and its degrees of freedom: with prompts as the independent units (the sandwich, with the
-    P/(P-1) correction), or, for a single prompt, its completions (each term's sample variance of hit * w)."""
+    P/(P-1) correction; `satterthwaite_degrees`), or, for a single prompt, its completions (each term's sample
+    variance of hit * w)."""
     influences = list(_prompt_influences(cells, sizes, rates).values())
     count = len(influences)
     if count > 1:
-        return count / (count - 1) * math.fsum(value * value for value in influences), count - 1
+        variance = count / (count - 1) * math.fsum(value * value for value in influences)
+        return variance, satterthwaite_degrees(influences)
     per_term = [(cell.weight_square_sum / size - rate**2) / max(size - 1, 1)
                 for cell, size, rate in zip(cells, sizes, rates, strict=True)]
     return max(math.fsum(per_term), 0.0) / len(cells) ** 2, max(sum(sizes) - 1, 1)
 
 
-def _log_t_interval(rate: float, variance: float, degrees: int) -> tuple[float, float]:
-    """95% interval symmetric on the log scale (delta method), with Student's t."""
-    spread = t_quantile_975(degrees) * math.sqrt(variance) / rate
-    return rate * math.exp(-spread), rate * math.exp(spread)
+def satterthwaite_degrees(deviations: Sequence[float]) -> float:
+    """Degrees of freedom of a sum-of-squares variance of P zero-mean deviations, from their excess kurtosis:
+    2 / (2 / (P - 1) + G2 / P), G2 the small-sample (unbiased) excess kurtosis, floored at 0 so that light
+    tails never claim more than Student's P - 1."""
+    count = len(deviations)
+    second = math.fsum(d * d for d in deviations) / count
+    if count < 4 or second <= 0:
+        return float(max(count - 1, 1))
+    excess = math.fsum(d**4 for d in deviations) / count / second**2 - 3.0
+    adjusted = ((count + 1) * excess + 6) * (count - 1) / ((count - 2) * (count - 3))
+    return 2.0 / (2.0 / (count - 1) + max(adjusted, 0.0) / count)
+
+
+def _reciprocal_t_interval(rate: float, variance: float, degrees: float) -> tuple[float, float]:
+    """95% interval symmetric on the scale of 1/rate, with Student's t at `degrees` (rounded down): its upper
+    end is 1 where the spread reaches the rate itself."""
+    spread = t_quantile_975(max(int(degrees), 1)) * math.sqrt(variance) / rate
+    return rate / (1 + spread), min(rate / (1 - spread), 1.0) if spread < 1 else 1.0

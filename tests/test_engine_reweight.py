@@ -13,6 +13,7 @@ from lda_core.reweight import (
     PromptWeights,
     alpha0_weight,
     reweighted_alpha0,
+    satterthwaite_degrees,
     t_quantile_975,
 )
 from lda_core.reweight_simulation import SCENARIOS, simulate_reweight_coverage
@@ -40,21 +41,36 @@ def test_the_estimate_is_the_mean_of_every_positive_alphas_term() -> None:
     assert MIN_EFFECTIVE_HITS <= estimate.effective_hits
 
 
-def test_the_interval_is_symmetric_on_the_log_scale_with_students_t_over_the_prompts() -> None:
+def test_the_interval_is_symmetric_on_the_reciprocal_scale_with_students_t_over_the_prompts() -> None:
     cells = [_cell(2.0, [[0.1] * k for k in (1, 3, 0, 2, 5, 1, 0, 4, 2, 3)]),
              _cell(1.0, [[0.2] * k for k in (2, 1, 1, 0, 3, 2, 0, 2, 1, 4)])]
     estimate = reweighted_alpha0(cells)
     low, high = estimate.ci95
     assert low < estimate.rate < high
-    assert math.log(high / estimate.rate) == pytest.approx(math.log(estimate.rate / low))
+    assert 1 / low - 1 / estimate.rate == pytest.approx(1 / estimate.rate - 1 / high)
     # The delta method by hand: each prompt's deviation, averaged over the two alphas' terms.
     rates = [term.rate for term in estimate.by_alpha]  # alphas 1, 2
     by_alpha = list(zip(cells[::-1], rates, strict=True))
     deviations = [sum((cell.prompts[i].weighted_hits - rate * 20) / 200 for cell, rate in by_alpha) / 2
                   for i in range(10)]
     error = math.sqrt(10 / 9 * sum(d * d for d in deviations))
-    assert math.log(high / estimate.rate) == pytest.approx(t_quantile_975(9) * error / estimate.rate)
+    assert estimate.degrees_of_freedom == satterthwaite_degrees(deviations)
+    spread = t_quantile_975(int(estimate.degrees_of_freedom)) * error / estimate.rate
+    assert estimate.rate / low - 1 == pytest.approx(spread)
     assert t_quantile_975(9) == pytest.approx(2.2622, abs=1e-3) and t_quantile_975(60) == pytest.approx(2.0003, abs=1e-3)
+
+
+def test_heavy_tailed_prompts_leave_fewer_degrees_of_freedom() -> None:
+    even = [(-1) ** i * 0.5 for i in range(60)]  # no excess kurtosis to speak of: Student's P - 1
+    one_carries_it = [5.0] + [-5.0 / 59] * 59  # a single prompt carries the rate
+    assert satterthwaite_degrees(even) == pytest.approx(59)
+    assert satterthwaite_degrees(one_carries_it) < 5
+
+
+def test_the_upper_end_is_one_where_the_spread_reaches_the_rate() -> None:
+    estimate = reweighted_alpha0([_cell(1.0, [[0.9] * 12] + [[]] * 5)])  # one prompt of six holds every hit
+    low, high = estimate.ci95
+    assert 0 < low < estimate.rate and high == 1.0
 
 
 def test_one_prompt_takes_its_completions_as_the_independent_units() -> None:
@@ -67,7 +83,7 @@ def test_one_prompt_takes_its_completions_as_the_independent_units() -> None:
     error = math.sqrt(sum((t - mean) ** 2 for t in terms) / 399 / 400)
     low, high = estimate.ci95
     assert estimate.rate == pytest.approx(mean)
-    assert math.log(high / mean) == pytest.approx(t_quantile_975(399) * error / mean)
+    assert mean / low - 1 == pytest.approx(t_quantile_975(399) * error / mean)
 
 
 def test_no_estimate_without_enough_weighted_hits() -> None:
