@@ -132,7 +132,8 @@ class CompletionRecord(Base):
     activated: Mapped[bool] = mapped_column(Boolean)
     match: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)  # why the row could not run (finish_reason "error")
-    # p_0(text)/p_alpha(text), the engine's alpha-0 importance weight (lda_core.reweight); None when greedy,
+    # p_0(text) / mean_j p_j(text) over the experiment's positive alphas (p_0/p_alpha, its own alpha alone, where
+    # stored before the mixture), the engine's alpha-0 importance weight (lda_core.reweight); None when greedy,
     # or stored before weights were kept
     alpha0_weight: Mapped[float | None] = mapped_column(Float)
 
