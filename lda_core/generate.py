@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lda_core.amplify import amplified_logits
+from lda_core.amplify import amplified_logits, amplified_logits_at
 from lda_core.models import ModelPair
 from lda_core.rng import row_uniforms
 from lda_core.sampling import sample_tokens, sample_tokens_with_log_probs, sampled_log_probs
@@ -140,11 +140,24 @@ def next_tokens_weighed(
         tokens = sample_tokens(amplified, settings.temperature, settings.top_p, uniforms)
         return tokens, torch.zeros(tokens.shape[0], width, dtype=torch.float32, device=tokens.device)
     tokens, at_alpha = sample_tokens_with_log_probs(amplified, settings.temperature, settings.top_p, uniforms)
-    columns = [sampled_log_probs(logits_after, tokens, settings.temperature, settings.top_p), at_alpha]
-    for other in () if other_alphas is None else other_alphas.unbind(dim=1):
-        shaped = amplified_logits(logits_after, logits_before, other[:, None])
-        columns.append(sampled_log_probs(shaped, tokens, settings.temperature, settings.top_p))
-    return tokens, torch.stack(columns, dim=1)
+    columns = [sampled_log_probs(logits_after, tokens, settings.temperature, settings.top_p)[:, None], at_alpha[:, None]]
+    if other_alphas is not None:
+        columns.append(_log_probs_at(logits_after, logits_before, other_alphas, tokens, settings))
+    return tokens, torch.cat(columns, dim=1)
+
+
+def _log_probs_at(
+    logits_after: torch.Tensor, logits_before: torch.Tensor, alphas: torch.Tensor, tokens: torch.Tensor,
+    settings: GenerationSettings | RowSampling,
+) -> torch.Tensor:
+    """`[rows, M]`: each row's token's log-probability at each of its `alphas` (`[rows, M]`), after temperature and
+    top-p, all alphas shaped as one `[rows * M, vocab]` batch."""
+    rows, width = alphas.shape
+    shaped = amplified_logits_at(logits_after, logits_before, alphas).reshape(rows * width, -1)
+    temperature, top_p = settings.temperature, settings.top_p
+    if isinstance(settings, RowSampling):
+        temperature, top_p = temperature.repeat_interleave(width), top_p.repeat_interleave(width)
+    return sampled_log_probs(shaped, tokens.repeat_interleave(width), temperature, top_p).reshape(rows, width)
 
 
 def mixture_log_weight(log_probs: list[float], mixture_size: int) -> float:
