@@ -2,7 +2,7 @@
 
 Runs every scenario (a token model whose alpha-0 rate is exact; where the estimate's assumptions hold,
 and where they do not: weights spread by a fine-tune that moved every token, too few prompts) and prints
-a table, or JSON with --json. About 2.5 s per 1000 experiments per scenario on one core.
+a table, or JSON with --json. About 4 s per 1000 experiments per scenario on one core.
 """
 
 from __future__ import annotations
