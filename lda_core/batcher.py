@@ -169,8 +169,9 @@ def _pad_left(mask: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def _widen_mixtures(mixtures: torch.Tensor, alphas: torch.Tensor, width: int) -> torch.Tensor:
-    """`[rows, M]` other mixture alphas padded to `width` columns with each row's own alpha (`alphas`, `[rows, 1]`):
-    a padding column costs a log-probability no weight reads, where any other alpha could not be sampled from."""
+    """`[rows, M]` other mixture alphas padded to `width` columns with each row's own alpha (`alphas`, `[rows, 1]`).
+    No weight reads a padding column (`mixture_log_weight` takes the row's own count); its own alpha, where its
+    token was drawn, is one whose log-probability is always finite."""
     missing = width - mixtures.shape[1]
     return torch.cat([mixtures, alphas.expand(-1, missing)], dim=1) if missing > 0 else mixtures
 
