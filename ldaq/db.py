@@ -33,6 +33,11 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # In WAL mode NORMAL syncs at checkpoints, not at every commit: a commit survives the process being killed,
+    # and an operating-system crash can at worst roll back the last commits, chunks whose leases then run out
+    # and which run again (a chunk's rows and totals commit together). It takes the writer's fsync per chunk off
+    # the worker's two busiest cores: the toy demo's service/engine ratio 0.69x -> 0.76x (three runs each).
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
