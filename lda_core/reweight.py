@@ -111,7 +111,7 @@ def reweighted_alpha0(cells: Sequence[AlphaWeights]) -> ReweightedEstimate:
     alphas = tuple(cell.alpha for cell in pooled)
     if not pooled:
         return ReweightedEstimate(None, None, alphas, 0.0, by_alpha)
-    sizes = [sum(prompt.n for prompt in cell.prompts) for cell in pooled]
+    sizes = [term.n for term in by_alpha]
     rate = math.fsum(term.rate for term in by_alpha) / len(pooled)
     effective = _effective_hits(pooled, sizes)
     variance, degrees = _variance(pooled, sizes, [term.rate for term in by_alpha])
