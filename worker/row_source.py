@@ -26,6 +26,7 @@ from worker.chunk_work import Work, is_explanation
 from worker.claims import LedgerClaims
 from worker.context import WorkerContext
 from worker.lease import LeaseKeeper
+from worker.on_demand import OnDemandThread
 from worker.periodic import PeriodicThread
 from worker.result_writer import ResultWriter
 
@@ -50,7 +51,7 @@ class LedgerRowSource:
         self._works: dict[tuple, Work] = {}
         self._in_flight: dict[tuple, Row] = {}
         self._cancelled: set[str] = set()
-        self._claim_ahead: threading.Thread | None = None
+        self._claim_ahead = OnDemandThread(self._claim_until_full, name="ldaq-claim-ahead")
         self._leases = LeaseKeeper(context.database, context.owner, context.settings.lease_seconds)
         self._claims = LedgerClaims(context, model_pair, pair, self._leases)
         self._writer = ResultWriter(context, self._leases)
@@ -62,6 +63,7 @@ class LedgerRowSource:
 
     def __enter__(self) -> LedgerRowSource:
         self._leases.__enter__()
+        self._claim_ahead.start()
         self._writer.start()
         self._poller.start()
         return self
@@ -72,7 +74,7 @@ class LedgerRowSource:
 
     def __exit__(self, *exc_info) -> None:
         self.stop_polling()
-        self._wait_for_claiming_ahead()
+        self._claim_ahead.stop()
         self._writer.stop()
         self._leases.__exit__(*exc_info)
 
@@ -223,16 +225,11 @@ class LedgerRowSource:
     # --- claiming --------------------------------------------------------------------------------
 
     def _wait_for_claiming_ahead(self) -> None:
-        if self._claim_ahead is not None:
-            self._claim_ahead.join()
+        self._claim_ahead.wait()
 
     def _start_claiming_ahead(self) -> None:
-        with self._lock:
-            claiming = self._claim_ahead is not None and self._claim_ahead.is_alive()
-            if claiming or not self._claims.worth_claiming_ahead():
-                return
-            self._claim_ahead = threading.Thread(target=self._claim_until_full, name="ldaq-claim-ahead", daemon=True)
-            self._claim_ahead.start()
+        if self._claims.worth_claiming_ahead():
+            self._claim_ahead.ask()
 
     def _claim_until_full(self) -> None:
         try:
