@@ -8,16 +8,12 @@ from dataclasses import asdict, dataclass, field
 
 from transformers import PreTrainedTokenizerBase
 
-from lda_core.detect import Detection, Detector
 from lda_core.explain import TokenExplanation
 from lda_core.generate import Completion, GenerationSettings, Row
 from lda_core.prompts import format_prompt
-from lda_core.reweight import alpha0_weight
 from ldaq.ledger import ChunkClaim
 from ldaq.tables import storable
-from ldaq.totals import NamedHits
-
-NOT_DETECTED = Detection(False, None)
+from worker.chunk_records import FinishedChunk, FinishedRow
 
 
 def generation_settings(params: dict) -> GenerationSettings:
@@ -138,39 +134,9 @@ def direct_answer(work: Work) -> tuple[list[str] | None, str | None]:
     return [completion.text for completion in done], None
 
 
-def _record(claim: ChunkClaim, completion: Completion, detector: Detector, keep_all_text: bool) -> dict:
-    # A row that did not run has no answer to detect in (a pattern like `^$` would match its empty text).
-    detection = NOT_DETECTED if completion.error else detector.detect(completion.text)
-    kept = completion.error is None and (keep_all_text or detection.activated)
-    return {
-        "experiment_id": claim.experiment_id,
-        "chunk_index": claim.chunk_index,
-        "prompt_index": completion.prompt_index,
-        "alpha": completion.alpha,
-        "sample_index": completion.sample_index,
-        "text": storable(completion.text) if kept else None,
-        "tokens": completion.tokens,
-        "finish_reason": completion.finish_reason,
-        "activated": detection.activated,
-        "match": storable(detection.match) if detection.match else None,
-        "error": completion.error,
-        "alpha0_weight": None if completion.log_weight is None else alpha0_weight(completion.log_weight),
-    }
-
-
-def named_hits(claim: ChunkClaim, completions: list[Completion]) -> NamedHits:
-    """What each of the experiment's named detectors (`detectors`, given at submit) found: row key -> match."""
-    found: NamedHits = {}
-    for spec in claim.params.get("detectors", []):
-        detector = Detector.from_spec(spec)
-        detections = ((completion, detector.detect(completion.text)) for completion in completions if not completion.error)
-        found[spec["name"]] = {(c.prompt_index, c.alpha, c.sample_index): storable(detection.match)
-                               for c, detection in detections if detection.activated}
-    return found
-
-
-def chunk_records(claim: ChunkClaim, completions: list[Completion]) -> list[dict]:
-    """The chunk's completions with their detections, as the ledger stores them."""
-    detector = Detector.from_spec(claim.detector)
-    keep_all_text = claim.params.get("keep_text", "all") == "all"
-    return [_record(claim, completion, detector, keep_all_text) for completion in completions]
+def finished_chunk(work: Work, now: float) -> FinishedChunk:
+    """A chunk's ended rows as its commit needs them (`worker.record_store` pickles it to another process)."""
+    rows = [FinishedRow(c.prompt_index, c.alpha, c.sample_index, c.text, c.tokens, c.finish_reason, c.error, c.log_weight)
+            for c in work.done]
+    model_seconds = (work.last_finished_at or 0.0) - (work.first_started_at or 0.0)
+    return FinishedChunk(work.claim, rows, now - work.claimed_at, model_seconds)

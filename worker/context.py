@@ -14,6 +14,7 @@ from ldaq.db import Database
 from ldaq.doorbell import Doorbell
 from ldaq.settings import Settings
 from worker.model_cache import ModelCache
+from worker.record_store import RecordStore, record_store
 
 
 @dataclass
@@ -22,6 +23,7 @@ class WorkerContext:
     database: Database
     doorbell: Doorbell
     models: ModelCache
+    records: RecordStore  # commits finished chunks, in a process of its own
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
 
@@ -33,5 +35,6 @@ def current_context() -> WorkerContext:
     pid = os.getpid()
     if pid not in _contexts:
         settings = Settings.from_env()
-        _contexts[pid] = WorkerContext(settings, Database(settings.database_url), Doorbell(settings), ModelCache(settings))
+        _contexts[pid] = WorkerContext(settings, Database(settings.database_url), Doorbell(settings), ModelCache(settings),
+                                      record_store(settings.database_url))
     return _contexts[pid]

@@ -29,6 +29,7 @@ UNUSED_DEFAULTS = GenerationSettings()  # every row the source gives carries its
 
 def drain(context: WorkerContext, model_pair: str) -> int:
     """Run the pair's direct generations and queued chunks until none is left; returns the chunks written."""
+    context.records.start()  # its imports overlap the model's loading
     try:
         pair = context.models.get(model_pair)
     except Exception as error:  # weights missing, a mismatched adapter, no memory for the model

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from celery.signals import worker_ready, worker_shutting_down
+from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
 from ldaq.db import Database
 from ldaq.doorbell import DEFAULT_QUEUE, Doorbell, queue_for_pair
@@ -11,6 +11,7 @@ from ldaq.migrate import upgrade_database
 from ldaq.model_pairs import load_model_pairs
 from ldaq.settings import Settings
 from worker.periodic import PeriodicThread
+from worker.record_store import record_store
 from worker.sweeper import sweep_once
 from worker.tasks import make_worker_app
 
@@ -33,6 +34,8 @@ def run_worker(settings: Settings, pairs: tuple[str, ...] = (), loglevel: str = 
     sweeper = PeriodicThread(settings.sweep_seconds, lambda: sweep_once(database, doorbell, settings), "ldaq-sweeper")
     worker_ready.connect(lambda **_: sweeper.start(), weak=False)
     worker_shutting_down.connect(lambda **_: sweeper.stop(), weak=False)
+    # In the pool's child, as soon as it is forked: the store's imports are done before the first chunk ends.
+    worker_process_init.connect(lambda **_: record_store(settings.database_url).start(), weak=False)
     app.worker_main(
         [
             "worker",

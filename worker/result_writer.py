@@ -1,6 +1,7 @@
 """Writes what the batch finished, on its own thread, off the generation path.
 
-A chunk whose rows have all ended is committed once, in one transaction; a cancelled chunk is
+A chunk whose rows have all ended is committed once, in one transaction, by the record store's process
+(`worker.record_store`: its detection and inserts never hold this process's GIL); a cancelled chunk is
 marked so; a direct request is answered. A write that fails leaves the chunk's lease to run out, and
 the sweeper requeues it: nothing is lost.
 """
@@ -14,14 +15,7 @@ import time
 
 from ldaq import ledger
 from ldaq.direct_generation import record_direct_generation
-from worker.chunk_work import (
-    Work,
-    chunk_records,
-    direct_answer,
-    explanation_answer,
-    is_explanation,
-    named_hits,
-)
+from worker.chunk_work import Work, direct_answer, explanation_answer, finished_chunk, is_explanation
 from worker.context import WorkerContext
 from worker.lease import LeaseKeeper
 
@@ -97,13 +91,7 @@ class ResultWriter:
         if kind == "cancel":
             database.when_answering(lambda session: ledger.cancel_chunk(session, chunk_id))
         else:
-            records = chunk_records(work.claim, work.done)
-            run_seconds = time.perf_counter() - work.claimed_at
-            model_seconds = (work.last_finished_at or 0.0) - (work.first_started_at or 0.0)
-            hits = named_hits(work.claim, work.done)
-            database.when_answering(lambda session: ledger.complete_chunk(
-                session, chunk_id, records, run_seconds, max(0.0, model_seconds), hits
-            ))
+            self.context.records.commit(finished_chunk(work, time.perf_counter()))
             self.chunks_written += 1
         log.info("chunk_id=%s experiment_id=%s chunk_index=%s attempt=%s outcome=%s rows=%s",
                  chunk_id, work.claim.experiment_id, work.claim.chunk_index, work.claim.attempt,
