@@ -97,9 +97,6 @@ class LedgerRowSource:
                 self._in_flight[_row_key(row)] = row
                 work = self._works[row.tag]
                 work.first_started_at = work.first_started_at or now
-            short = len(self._ready) < self.target_rows
-        if short:
-            self._start_claiming_ahead()
         return taken
 
     def _retried_chunk_is_next(self) -> bool:
@@ -140,6 +137,9 @@ class LedgerRowSource:
                 if work.complete:
                     del self._works[work.tag]
                     self._writer.done(work)
+            short = len(self._ready) < self.target_rows
+        if short:  # after the step, not before an admission's prefill, which it would slow
+            self._start_claiming_ahead()
 
     def _explain_any(self, completions: list[Completion]) -> None:
         """An explain request's row has run: explain its tokens now, on the generation thread (one forward of
