@@ -29,7 +29,7 @@ UNUSED_DEFAULTS = GenerationSettings()  # every row the source gives carries its
 
 def drain(context: WorkerContext, model_pair: str) -> int:
     """Run the pair's direct generations and queued chunks until none is left; returns the chunks written."""
-    context.records.start()  # its imports overlap the model's loading
+    context.records.start()  # started with the pool's child already; again here if it died since
     try:
         pair = context.models.get(model_pair)
     except Exception as error:  # weights missing, a mismatched adapter, no memory for the model

@@ -1,9 +1,9 @@
 """The process that commits finished chunks for the generation process.
 
 Detecting in every completion and inserting a chunk's rows is Python work. On a thread of the generation
-process it holds the GIL that each decoding step needs between its kernel launches, so on a small model
-it slows generation by about its own length (toy pair: the service ran at 0.8x of its engine alone). In a
-process of its own it shares only the CPU. It is a fresh Python, never a fork (the generation process
+process it holds the GIL that each decoding step needs between its kernel launches, so where a launch-bound
+model runs beside spare cores (a GPU host) it slows generation by about its own length. In a process of its
+own it shares only the CPU (on a 2-core CPU, where torch uses both cores, that costs as much as the GIL did). It is a fresh Python, never a fork (the generation process
 holds OpenMP threads and perhaps CUDA), once per worker process; it starts again after it dies, and it
 exits when its parent does (its request pipe ends).
 """
