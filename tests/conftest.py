@@ -14,7 +14,7 @@ import yaml
 # process (and any other test process) for the same cores. Set before torch is imported.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from tests.helpers import service_environment, service_unavailable  # noqa: E402
+from tests.helpers import service_environment, service_unavailable, start_api  # noqa: E402
 from tests.live_service import LiveService  # noqa: E402
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -124,6 +124,20 @@ def model_pairs_file(tiny_pair_dirs, tmp_path_factory) -> Path:
     }
     path.write_text(yaml.safe_dump(pairs))
     return path
+
+
+@pytest.fixture
+def fresh_api(tmp_path: Path):
+    """The real API on a real HTTP server, with SQLite and the embedded broker of its own (no worker)."""
+    live = start_api(tmp_path)
+    yield live
+    live.close()
+
+
+@pytest.fixture
+def api(fresh_api):
+    """The API a test talks to: a fresh one, unless its module shares one server among its tests."""
+    return fresh_api
 
 
 @pytest.fixture(params=["sqlite-embedded", "postgres-redis"])

@@ -7,9 +7,6 @@ import logging
 import re
 import subprocess
 import sys
-from pathlib import Path
-
-import pytest
 
 from api.contract import JSON
 from api.openapi import COMPONENT_REF
@@ -35,13 +32,6 @@ DOCUMENTED = {
     ("get", "/healthz"),
     ("get", "/readyz"),
 }
-
-
-@pytest.fixture
-def api(tmp_path: Path):
-    live = start_api(tmp_path)
-    yield live
-    live.close()
 
 
 def component(model) -> dict:

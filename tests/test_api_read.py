@@ -8,7 +8,6 @@ import io
 import json
 import math
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from kombu import Connection
@@ -21,19 +20,12 @@ from ldaq.doorbell import DEFAULT_QUEUE, WAKE_TASK
 from ldaq.ledger import complete_chunk, release_for_retry
 from ldaq.rows import row_at
 from ldaq.tables import Chunk, Experiment, Prompt
-from tests.helpers import EXPERIMENTS, VALID_EXPERIMENT, start_api, with_fields
+from tests.helpers import EXPERIMENTS, VALID_EXPERIMENT, with_fields
 
 SWEEP = with_fields(
     VALID_EXPERIMENT,
     name="read sweep", prompts=["p0", "p1", "p2"], alphas=[4, 0, 1], samples_per_prompt=4, chunk_size=5,
 )
-
-
-@pytest.fixture
-def api(tmp_path: Path):
-    live = start_api(tmp_path)
-    yield live
-    live.close()
 
 
 def is_activated(prompt_index: int, alpha: float, sample_index: int) -> bool:

@@ -49,13 +49,6 @@ def api(tmp_path_factory):
     live.close()
 
 
-@pytest.fixture
-def fresh_api(tmp_path: Path):
-    live = start_api(tmp_path)
-    yield live
-    live.close()
-
-
 REFUSED_EXPERIMENTS = {
     "unknown field": (with_fields(VALID_EXPERIMENT, colour="blue"), ["colour"]),
     "missing model_pair": (with_fields(VALID_EXPERIMENT, model_pair=MISSING), ["model_pair"]),

@@ -7,23 +7,15 @@ import math
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
 from ldaq.ledger import claim_next_chunk
-from tests.helpers import EXPERIMENTS, VALID_EXPERIMENT, start_api, with_fields
+from tests.helpers import EXPERIMENTS, VALID_EXPERIMENT, with_fields
 from worker.chunk_records import FinishedChunk, FinishedRow
 from worker.record_store import ChunkNotCommitted, RecordStore
 
 SWEEP = with_fields(VALID_EXPERIMENT, prompts=["p0", "p1"], alphas=[0, 1], samples_per_prompt=2, chunk_size=4)
-
-
-@pytest.fixture
-def api(tmp_path: Path):
-    live = start_api(tmp_path)
-    yield live
-    live.close()
 
 
 def claimed_and_finished(live) -> FinishedChunk:
