@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
@@ -188,11 +188,11 @@ def _store(session: Session, experiment_id: str, name: str, scan: Scan) -> None:
         session.execute(delete(table).where(table.experiment_id == experiment_id, table.detector == name))
     _bulk_insert(session, DetectionHit, scan.hits)
     _bulk_insert(session, PromptTotal, [
-        {"experiment_id": experiment_id, "detector": name, "alpha": alpha, "prompt_index": prompt, **asdict(tally)}
+        {"experiment_id": experiment_id, "detector": name, "alpha": alpha, "prompt_index": prompt, **tally.counts()}
         for (alpha, prompt), tally in scan.tallies.items()
     ])
     _bulk_insert(session, AlphaTotal, [
-        {"experiment_id": experiment_id, "detector": name, "alpha": alpha, **asdict(tally)}
+        {"experiment_id": experiment_id, "detector": name, "alpha": alpha, **tally.counts()}
         for (alpha,), tally in alpha_tallies(scan.tallies).items()
     ])
     detection = session.get(Detection, (experiment_id, name))
