@@ -13,7 +13,7 @@ from lda_core.batch_sizing import SAFETY_MARGIN, BatchSizer, row_bytes
 from lda_core.batcher import GenerationCancelled
 from lda_core.generate import GenerationSettings, Row
 from lda_core.models import load_model_pair
-from lda_core.runner import OUT_OF_MEMORY_ALONE, generate_rows, is_out_of_memory
+from lda_core.runner import OUT_OF_MEMORY_ALONE, generate_rows, is_out_of_memory, warm_up
 
 GREEDY = GenerationSettings(max_new_tokens=5, temperature=0)
 ROWS = [Row(i, f"User: question number {i}?\nAssistant:", 1.0, 0) for i in range(10)]
@@ -125,3 +125,15 @@ def test_auto_batch_size_fills_the_memory_budget_and_keeps_the_size_that_worked(
     assert max(tried_first) == 7 and sizer.ceiling == 3
     assert max(tried) == 3  # the second run starts at the size that worked
     assert first == second and len(first) == 30
+
+
+def test_warm_up_changes_nothing_that_follows(pair):
+    """The worker warms a pair up as it loads it: the completions after the warm-up are those of a pair that
+    never ran, and torch's global random state is untouched."""
+    settings = GenerationSettings(max_new_tokens=6, temperature=1.0, seed=3)
+    rng_state = torch.get_rng_state()
+    warm_up(pair)
+    assert torch.equal(torch.get_rng_state(), rng_state)
+    warmed = generate_rows(pair, ROWS, settings, batch_size=4)
+    cold_pair = load_model_pair(str(pair.before.name_or_path), str(pair.after.name_or_path))
+    assert generate_rows(cold_pair, ROWS, settings, batch_size=4) == warmed

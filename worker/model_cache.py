@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import torch
 
@@ -10,6 +11,7 @@ from lda_core.batch_sizing import BatchSizer
 from lda_core.models import ModelPair, load_model_pair, parse_dtype
 from lda_core.organism.smol import ensure_smol_pair
 from lda_core.organism.train import ensure_toy_pair
+from lda_core.runner import warm_up
 from ldaq.model_pairs import SMOL_PAIR, TOY_PAIR, built_in_pair_dir, load_model_pairs
 from ldaq.settings import Settings
 
@@ -44,6 +46,9 @@ class ModelCache:
         if name != self._name:
             self._pair, self._sizer, self._name = None, None, None  # free the old pair before loading the new one
             self._pair, self._name = self._load(name), name
+            started = time.perf_counter()
+            warm_up(self._pair)  # the first chunk then runs as fast as the rest
+            log.info("warmed up model pair %s in %.2f s", name, time.perf_counter() - started)
             self._sizer = BatchSizer(self._pair, fixed=self.settings.batch_size, budget=self.settings.memory_budget)
         return self._pair
 
