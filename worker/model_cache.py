@@ -45,11 +45,14 @@ class ModelCache:
     def get(self, name: str) -> ModelPair:
         if name != self._name:
             self._pair, self._sizer, self._name = None, None, None  # free the old pair before loading the new one
-            self._pair, self._name = self._load(name), name
+            pair = self._load(name)
             started = time.perf_counter()
-            warm_up(self._pair)  # the first chunk then runs as fast as the rest
+            warm_up(pair)  # the first chunk then runs as fast as the rest
             log.info("warmed up model pair %s in %.2f s", name, time.perf_counter() - started)
-            self._sizer = BatchSizer(self._pair, fixed=self.settings.batch_size, budget=self.settings.memory_budget)
+            # Cached only once it has generated: a pair whose warm-up fails is loaded (and fails) again next time,
+            # as one that fails to load is, never handed out without its sizer.
+            self._pair, self._name = pair, name
+            self._sizer = BatchSizer(pair, fixed=self.settings.batch_size, budget=self.settings.memory_budget)
         return self._pair
 
     def batch_sizer(self, name: str) -> BatchSizer:
