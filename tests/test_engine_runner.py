@@ -137,3 +137,10 @@ def test_warm_up_changes_nothing_that_follows(pair):
     warmed = generate_rows(pair, ROWS, settings, batch_size=4)
     cold_pair = load_model_pair(str(pair.before.name_or_path), str(pair.after.name_or_path))
     assert generate_rows(cold_pair, ROWS, settings, batch_size=4) == warmed
+
+
+def test_the_warm_up_batch_grows_toward_the_workers_batch_size_within_its_budget(pair):
+    assert warm_up(pair, BatchSizer(pair, fixed=40), budget_seconds=3600) == 40  # 16, 32, then 40
+    assert warm_up(pair, BatchSizer(pair, fixed=40), budget_seconds=0) == 16
+    assert warm_up(pair, BatchSizer(pair, fixed=4)) == 4
+    assert warm_up(pair) == 16

@@ -46,13 +46,14 @@ class ModelCache:
         if name != self._name:
             self._pair, self._sizer, self._name = None, None, None  # free the old pair before loading the new one
             pair = self._load(name)
+            sizer = BatchSizer(pair, fixed=self.settings.batch_size, budget=self.settings.memory_budget)
             started = time.perf_counter()
-            warm_up(pair)  # the first chunk then runs as fast as the rest
-            log.info("warmed up model pair %s in %.2f s", name, time.perf_counter() - started)
+            rows = warm_up(pair, sizer)  # the first chunk then runs as fast as the rest
+            log.info("warmed up model pair %s in %.2f s (batches up to %d rows)", name, time.perf_counter() - started,
+                     rows)
             # Cached only once it has generated: a pair whose warm-up fails is loaded (and fails) again next time,
             # as one that fails to load is, never handed out without its sizer.
-            self._pair, self._name = pair, name
-            self._sizer = BatchSizer(pair, fixed=self.settings.batch_size, budget=self.settings.memory_budget)
+            self._pair, self._sizer, self._name = pair, sizer, name
         return self._pair
 
     def batch_sizer(self, name: str) -> BatchSizer:
