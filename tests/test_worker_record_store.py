@@ -23,7 +23,7 @@ from worker.chunk_work import Work
 from worker.context import WorkerContext
 from worker.lease import LeaseKeeper
 from worker.model_cache import ModelCache
-from worker.record_store import ChunkNotCommitted, RecordStore
+from worker.record_store import NICENESS, ChunkNotCommitted, RecordStore
 
 SWEEP = with_fields(VALID_EXPERIMENT, prompts=["p0", "p1"], alphas=[0, 1], samples_per_prompt=2, chunk_size=4)
 
@@ -37,11 +37,12 @@ def claimed_and_finished(live) -> FinishedChunk:
     return FinishedChunk(claim, rows, 1.0, 0.5)
 
 
-def test_chunks_commit_in_the_stores_process_and_again_after_it_died(api):
+def test_chunks_commit_in_the_stores_lower_priority_process_and_again_after_it_died(api):
     experiment = api.submit(SWEEP)
     store = RecordStore(api.database.engine.url.render_as_string(hide_password=False))
     try:
         store.commit([claimed_and_finished(api)])
+        assert os.getpriority(os.PRIO_PROCESS, store.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + NICENESS)
         os.kill(store.pid, signal.SIGKILL)  # as the OOM killer would, between two chunks
         deadline = time.monotonic() + 30
         while store.alive and time.monotonic() < deadline:
