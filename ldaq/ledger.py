@@ -141,8 +141,9 @@ def claim_next_chunks(
         locked = _lock_many(session, candidates)
         for chunk_id in candidates:
             if chunk_id in locked and _take(session, *locked[chunk_id], owner, lease_seconds, max_attempts):
-                taken.append(locked[chunk_id])
-                rows += locked[chunk_id][1].row_end - locked[chunk_id][1].row_start
+                experiment, chunk = locked[chunk_id]
+                taken.append((experiment, chunk))
+                rows += chunk.row_end - chunk.row_start
         session.flush()  # those taken, cancelled or failed for good meanwhile are no longer queued: look again
     return _claims_of(session, taken)
 
@@ -163,15 +164,8 @@ def _oldest_queued_chunks(session: Session, model_pair: str, rows_wanted: int, m
     return wanted
 
 
-def _oldest_queued_chunk(session: Session, model_pair: str) -> int | None:
-    """One probe of the (status, model_pair, id) index."""
-    return session.scalar(
-        select(Chunk.id).where(Chunk.status == "queued", Chunk.model_pair == model_pair).order_by(Chunk.id).limit(1)
-    )
-
-
 def queued_chunks_remain(session: Session, model_pair: str) -> bool:
-    return _oldest_queued_chunk(session, model_pair) is not None
+    return bool(_oldest_queued_chunks(session, model_pair, rows_wanted=1, most=1))
 
 
 def _claims_of(session: Session, taken: list[tuple[Experiment, Chunk]]) -> list[ChunkClaim]:

@@ -100,12 +100,17 @@ class ResultWriter:
         return items
 
     def _write_all(self, items: list[tuple[str, Work]]) -> None:
-        chunks = [work for _, work in filter(_is_chunk_commit, items)]
+        chunks: list[Work] = []
+        others: list[tuple[str, Work]] = []
+        for item in items:
+            if _is_chunk_commit(item):
+                chunks.append(item[1])
+            else:
+                others.append(item)
         if chunks:
             self._guarded("done", chunks, lambda: self._commit(chunks))
-        for kind, work in items:
-            if not _is_chunk_commit((kind, work)):
-                self._guarded(kind, [work], lambda kind=kind, work=work: self._write(kind, work))
+        for kind, work in others:
+            self._guarded(kind, [work], lambda kind=kind, work=work: self._write(kind, work))
 
     def _guarded(self, kind: str, works: list[Work], write: Callable[[], None]) -> None:
         """Run `write`; whatever happens, the works' leases are no longer renewed. A write that failed leaves
