@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from lda_core.context_window import context_window
 
 
 class VocabularyMismatchError(ValueError):
@@ -34,6 +37,12 @@ class ModelPair:
     @property
     def device(self) -> torch.device:
         return self.after.device
+
+    @cached_property
+    def context_window(self) -> int | None:
+        """Positions the pair can attend over (None where its config does not say). Read once: the worker
+        screens every claimed chunk against it, and a config's `to_dict` copies the whole config."""
+        return context_window(self.after.config.to_dict())
 
     def before_context(self) -> contextlib.AbstractContextManager:
         """The context in which `before` computes the before-model's logits."""

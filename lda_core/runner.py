@@ -10,7 +10,6 @@ import torch
 
 from lda_core.batch_sizing import BatchSizer
 from lda_core.batcher import CONTINUOUS, ContinuousBatcher, RowList, Strategy, generate_batch
-from lda_core.context_window import context_window
 from lda_core.generate import Completion, GenerationSettings, Row
 from lda_core.models import ModelPair
 
@@ -53,7 +52,7 @@ def screen_rows(
     pair: ModelPair, rows: list[Row], settings: GenerationSettings, lengths: dict[str, int]
 ) -> tuple[list[Row], list[Completion]]:
     """Split rows into those that can run and failed completions for those that cannot (`lengths`: `prompt_tokens`)."""
-    window = context_window(pair.after.config.to_dict())
+    window = pair.context_window
     reasons = {prompt: _too_long_reason(tokens, settings.max_new_tokens, window) for prompt, tokens in lengths.items()}
     runnable = [row for row in rows if reasons[row.prompt] is None]
     refused = [_failed_row(row, reasons[row.prompt]) for row in rows if reasons[row.prompt] is not None]
