@@ -15,6 +15,7 @@ from api.schemas import (
     DetectionOut,
     DetectorQuery,
     ExperimentListQuery,
+    ExperimentQuery,
     ExperimentOut,
     ExperimentPage,
     ExplanationOut,
@@ -45,10 +46,10 @@ def browse(query: ExperimentListQuery) -> dict:
 
 
 @experiments_blueprint.get("/<experiment_id>")
-@endpoint("An experiment with its progress and per-alpha summary (under ?detector=NAME)", query=DetectorQuery,
-          response=ExperimentOut)
-def read(experiment_id: str, query: DetectorQuery) -> dict:
-    return get_experiment(current_backend(), experiment_id, query.detector)
+@endpoint("An experiment with its progress and per-alpha summary (under ?detector=NAME), and the alpha-0 "
+          "estimates unless ?estimates=false", query=ExperimentQuery, response=ExperimentOut)
+def read(experiment_id: str, query: ExperimentQuery) -> dict:
+    return get_experiment(current_backend(), experiment_id, query.detector, query.estimates)
 
 
 @experiments_blueprint.post("/<experiment_id>/detections")

@@ -214,6 +214,12 @@ class DetectorQuery(QueryModel):
     detector: DetectorName = DEFAULT_DETECTOR
 
 
+class ExperimentQuery(DetectorQuery):
+    estimates: bool = Field(True, description=(
+        "false: alpha0_estimate and alpha0_reweighted are left out (null). While an experiment runs its counts "
+        "change with every commit, so each read fits both anew; a progress poll need not pay for that"))
+
+
 class CompletionQuery(DetectorQuery):
     alpha: float | None = None
     activated: bool | None = Field(None, description="activated under `detector`")

@@ -34,8 +34,9 @@ class ApiClient:
     def submit(self, experiment: dict) -> dict:
         return self._request("POST", "/api/v1/experiments", json=experiment).json()
 
-    def experiment(self, experiment_id: str) -> dict:
-        return self._request("GET", f"/api/v1/experiments/{experiment_id}").json()
+    def experiment(self, experiment_id: str, estimates: bool = True) -> dict:
+        params = {} if estimates else {"estimates": "false"}
+        return self._request("GET", f"/api/v1/experiments/{experiment_id}", params=params).json()
 
     def ready(self) -> bool:
         try:
@@ -50,12 +51,17 @@ class ApiClient:
         yield from response.iter_content(chunk_size=65536)
 
     def poll(self, experiment_id: str, interval: float = 1.0) -> Iterator[dict]:
-        """Yield the experiment every `interval` seconds until it has finished (the last one too)."""
+        """Yield the experiment every `interval` seconds until it has finished, then its whole last state.
+
+        While it runs, without the alpha-0 estimates: each would be fitted anew for every poll, on the
+        machine that may also be generating.
+        """
         while True:
-            experiment = self.experiment(experiment_id)
-            yield experiment
+            experiment = self.experiment(experiment_id, estimates=False)
             if experiment["status"] in FINISHED_EXPERIMENT:
+                yield self.experiment(experiment_id)
                 return
+            yield experiment
             time.sleep(interval)
 
 

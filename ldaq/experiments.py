@@ -157,11 +157,19 @@ def _chunk_rows(experiment: Experiment, chunk_size: int) -> list[dict]:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _describe(session: Session, experiments: list[Experiment], detector: str = DEFAULT_DETECTOR) -> list[dict]:
-    """Experiment objects as the API shows them: one query for the totals of the whole page."""
+def _describe(
+    session: Session, experiments: list[Experiment], detector: str = DEFAULT_DETECTOR, estimates: bool = True
+) -> list[dict]:
+    """Experiment objects as the API shows them: one query for the totals of the whole page; the alpha-0
+    estimates (fitted anew whenever the counts changed) only where `estimates`."""
     totals = _alpha_totals(session, [experiment.id for experiment in experiments], detector)
-    return [_experiment_view(experiment, totals.get(experiment.id, {}), detector,
-                             alpha0_reweighted(session, experiment, detector)) for experiment in experiments]
+    views = []
+    for experiment in experiments:
+        alpha_totals = totals.get(experiment.id, {})
+        fitted = alpha0_estimate(alpha_totals, sorted(experiment.params["alphas"])) if estimates else None
+        reweighted = alpha0_reweighted(session, experiment, detector) if estimates else None
+        views.append(_experiment_view(experiment, alpha_totals, detector, fitted, reweighted))
+    return views
 
 
 def _alpha_totals(session: Session, experiment_ids: list[str], detector: str) -> dict[str, dict[float, tuple[int, int]]]:
@@ -178,7 +186,8 @@ def _alpha_totals(session: Session, experiment_ids: list[str], detector: str) ->
 
 
 def _experiment_view(
-    experiment: Experiment, alpha_totals: dict[float, tuple[int, int]], detector: str, reweighted: dict | None
+    experiment: Experiment, alpha_totals: dict[float, tuple[int, int]], detector: str, fitted: dict | None,
+    reweighted: dict | None,
 ) -> dict:
     params: dict[str, Any] = {**experiment.params, "prompts_total": experiment.prompts_total}
     if experiment.short_prompts is not None:
@@ -199,18 +208,20 @@ def _experiment_view(
         },
         "detector": detector,
         "summary": summary,
-        "alpha0_estimate": alpha0_estimate(alpha_totals, alphas),
+        "alpha0_estimate": fitted,
         "alpha0_reweighted": reweighted,
     }
 
 
-def get_experiment(backend: Backend, experiment_id: str, detector: str = DEFAULT_DETECTOR) -> dict:
+def get_experiment(
+    backend: Backend, experiment_id: str, detector: str = DEFAULT_DETECTOR, estimates: bool = True
+) -> dict:
     """The experiment with its progress and per-alpha summary under `detector`: a few index lookups, whatever
-    its size."""
+    its size; with the alpha-0 estimates where `estimates`."""
     with backend.database.read() as session:
         experiment = require_experiment(session, experiment_id)
         require_detector(session, experiment, detector)
-        return _describe(session, [experiment], detector)[0]
+        return _describe(session, [experiment], detector, estimates)[0]
 
 
 def list_experiments(backend: Backend, status: str | None, limit: int, cursor: str | None) -> dict:

@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 
 from lda_core.extrapolate import estimate_alpha0
 from lda_core.stats import samples_for_detection, wilson_interval
+from ldaq.client import ApiClient
 from ldaq.completions import EXPORT_BLOCK_ROWS, export_completions
 from ldaq.doorbell import DEFAULT_QUEUE, WAKE_TASK
 from ldaq.ledger import complete_chunk, release_for_retry
@@ -161,6 +162,36 @@ def test_progress_and_summary_count_the_ledger(api):
     assert estimate["alphas"] == [1.0, 4.0] and "logit(rate)" in estimate["model"]
     assert [point["alpha"] for point in estimate["fitted"]] == [0.0, 1.0, 4.0]
     assert estimate["direct"] == {"n": 8, "activated": 0, "rate": 0.0, "ci95": list(wilson_interval(0, 8))}
+
+
+def test_a_read_without_estimates_leaves_only_the_alpha0_fits_out(api):
+    experiment = api.submit(SWEEP)
+    write_completions(api, experiment, range(0, 20))
+
+    full = api.experiment(experiment["id"])
+    light = api.get(f"{EXPERIMENTS}/{experiment['id']}", params={"estimates": "false"}).json()
+
+    assert full["alpha0_estimate"] is not None
+    assert light["alpha0_estimate"] is None and light["alpha0_reweighted"] is None
+    assert {key: value for key, value in light.items() if not key.startswith("alpha0_")} == {
+        key: value for key, value in full.items() if not key.startswith("alpha0_")}
+    refused = api.get(f"{EXPERIMENTS}/{experiment['id']}", params={"estimates": "sometimes"})
+    assert refused.status_code == 400 and "estimates" in refused.text
+
+
+def test_the_clients_poll_reads_progress_only_until_the_experiment_finishes(api):
+    experiment = api.submit(SWEEP)
+    write_completions(api, experiment, range(0, 20))
+    polls = ApiClient(api.url).poll(experiment["id"], interval=0)
+
+    running = next(polls)
+    write_completions(api, experiment, range(20, 36))
+    finished = next(polls)
+
+    assert running["status"] == "queued" and running["progress"]["completions_done"] == 20  # no claim: chunks written directly
+    assert running["alpha0_estimate"] is None  # two positive alphas have completions: left out, not missing
+    assert finished["status"] == "succeeded" and finished["alpha0_estimate"] is not None
+    assert next(polls, None) is None
 
 
 def test_prompt_clustered_intervals_resample_prompts_and_are_cached_until_the_counts_change(api):
