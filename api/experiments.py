@@ -15,9 +15,9 @@ from api.schemas import (
     DetectionOut,
     DetectorQuery,
     ExperimentListQuery,
-    ExperimentQuery,
     ExperimentOut,
     ExperimentPage,
+    ExperimentQuery,
     ExplanationOut,
     ExportQuery,
 )

@@ -9,6 +9,7 @@ Every function locks the experiment before the chunk, so no two of them can dead
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -164,8 +165,9 @@ def _oldest_queued_chunks(session: Session, model_pair: str, rows_wanted: int, m
     return wanted
 
 
-def queued_chunks_remain(session: Session, model_pair: str) -> bool:
-    return bool(_oldest_queued_chunks(session, model_pair, rows_wanted=1, most=1))
+def queued_chunks_remain(session: Session, model_pair: str, beyond: int = 0) -> bool:
+    """Whether more than `beyond` chunks of `model_pair` are queued."""
+    return len(_oldest_queued_chunks(session, model_pair, rows_wanted=sys.maxsize, most=beyond + 1)) > beyond
 
 
 def _claims_of(session: Session, taken: list[tuple[Experiment, Chunk]]) -> list[ChunkClaim]:

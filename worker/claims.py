@@ -4,7 +4,6 @@ request, as a `Work` whose rows are tokenized and screened, ready for the batch.
 from __future__ import annotations
 
 import copy
-import logging
 import threading
 import time
 from dataclasses import replace
@@ -16,8 +15,6 @@ from ldaq.direct_generation import claim_next_direct_generation
 from worker.chunk_work import Work, chunk_work, direct_work
 from worker.context import WorkerContext
 from worker.lease import LeaseKeeper
-
-log = logging.getLogger("ldaq.worker")
 
 EMPTY_LEDGER_RECHECK_SECONDS = 1.0  # after finding no queued chunk, claiming ahead waits this long to look again
 
@@ -33,7 +30,6 @@ class LedgerClaims:
         self.context, self.model_pair, self.leases = context, model_pair, leases
         self._tokenizing = threading.Lock()
         self._ledger_empty_until = 0.0
-        self._passed_the_bell = False
 
     def worth_claiming_ahead(self) -> bool:
         """False for a short while after the ledger had no queued chunk, so claiming ahead does not spin."""
@@ -51,7 +47,6 @@ class LedgerClaims:
             return []
         for claim in claims:
             self.leases.hold(claim.chunk_id)
-        self._pass_the_bell_on()
         with self._tokenizing:
             return [self._screened(chunk_work(claim, self.pair.tokenizer, time.perf_counter())) for claim in claims]
 
@@ -70,21 +65,3 @@ class LedgerClaims:
             work.rows, refused = screen_rows(self.pair, work.rows, work.rows[0].settings, lengths)
             work.done += refused
         return work
-
-    def _pass_the_bell_on(self) -> None:
-        """Once per drain, while work remains: an idle worker on another GPU joins in. On its own thread:
-        sending a message through the broker takes tens of milliseconds the first batch need not wait."""
-        if self._passed_the_bell:
-            return
-        self._passed_the_bell = True
-        threading.Thread(target=self._ring_if_more, name="ldaq-pass-the-bell", daemon=True).start()
-
-    def _ring_if_more(self) -> None:
-        try:
-            with self.context.database.read() as session:
-                more = ledger.queued_chunks_remain(session, self.model_pair)
-        except Exception:  # the sweeper rings for queued work again after LDAQ_REQUEUE_SECONDS
-            log.warning("model_pair=%s outcome=bell_not_passed", self.model_pair, exc_info=True)
-            return
-        if more:
-            self.context.doorbell.try_ring(self.model_pair)

@@ -19,6 +19,7 @@ from lda_core.models import ModelPair
 from lda_core.runner import OUT_OF_MEMORY_ALONE, is_out_of_memory, release_cached_memory
 from ldaq import ledger
 from ldaq.direct_generation import claim_next_direct_generation, record_direct_generation
+from worker.bell import pass_the_bell_on
 from worker.context import WorkerContext
 from worker.retry import RetryLater
 from worker.row_source import LedgerRowSource
@@ -30,6 +31,7 @@ UNUSED_DEFAULTS = GenerationSettings()  # every row the source gives carries its
 def drain(context: WorkerContext, model_pair: str) -> int:
     """Run the pair's direct generations and queued chunks until none is left; returns the chunks written."""
     context.records.start()  # started with the pool's child already; again here if it died since
+    pass_the_bell_on(context, model_pair)
     try:
         pair = context.models.get(model_pair)
     except Exception as error:  # weights missing, a mismatched adapter, no memory for the model
