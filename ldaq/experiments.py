@@ -163,13 +163,9 @@ def _describe(
     """Experiment objects as the API shows them: one query for the totals of the whole page; the alpha-0
     estimates (fitted anew whenever the counts changed) only where `estimates`."""
     totals = _alpha_totals(session, [experiment.id for experiment in experiments], detector)
-    views = []
-    for experiment in experiments:
-        alpha_totals = totals.get(experiment.id, {})
-        fitted = alpha0_estimate(alpha_totals, sorted(experiment.params["alphas"])) if estimates else None
-        reweighted = alpha0_reweighted(session, experiment, detector) if estimates else None
-        views.append(_experiment_view(experiment, alpha_totals, detector, fitted, reweighted))
-    return views
+    return [_experiment_view(experiment, totals.get(experiment.id, {}), detector, estimates,
+                             alpha0_reweighted(session, experiment, detector) if estimates else None)
+            for experiment in experiments]
 
 
 def _alpha_totals(session: Session, experiment_ids: list[str], detector: str) -> dict[str, dict[float, tuple[int, int]]]:
@@ -186,7 +182,7 @@ def _alpha_totals(session: Session, experiment_ids: list[str], detector: str) ->
 
 
 def _experiment_view(
-    experiment: Experiment, alpha_totals: dict[float, tuple[int, int]], detector: str, fitted: dict | None,
+    experiment: Experiment, alpha_totals: dict[float, tuple[int, int]], detector: str, estimates: bool,
     reweighted: dict | None,
 ) -> dict:
     params: dict[str, Any] = {**experiment.params, "prompts_total": experiment.prompts_total}
@@ -208,7 +204,7 @@ def _experiment_view(
         },
         "detector": detector,
         "summary": summary,
-        "alpha0_estimate": fitted,
+        "alpha0_estimate": alpha0_estimate(alpha_totals, alphas) if estimates else None,
         "alpha0_reweighted": reweighted,
     }
 

@@ -165,7 +165,7 @@ def _oldest_queued_chunks(session: Session, model_pair: str, rows_wanted: int, m
     return wanted
 
 
-def queued_chunks_remain(session: Session, model_pair: str, beyond: int = 0) -> bool:
+def queued_chunks_remain(session: Session, model_pair: str, beyond: int) -> bool:
     """Whether more than `beyond` chunks of `model_pair` are queued."""
     return len(_oldest_queued_chunks(session, model_pair, rows_wanted=sys.maxsize, most=beyond + 1)) > beyond
 
