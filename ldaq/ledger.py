@@ -1,8 +1,8 @@
 """The chunk ledger: every state change of a chunk or an experiment, each in the caller's transaction.
 
 At-least-once delivery is assumed. A chunk is claimed with a lease (owner, expiry), renewed while
-it runs; a finished chunk is never run again; completions are insert-or-ignore on their unique
-row key, so a chunk run twice writes nothing twice. The experiment's counters and per-alpha
+it runs; a finished chunk is never run again, and a chunk's completions commit with its succeeded
+status, the chunk locked, so a chunk run twice writes nothing twice (their unique row key would refuse it). The experiment's counters and per-alpha
 totals change in the same transaction as the chunk, so they always equal what is stored.
 Every function locks the experiment before the chunk, so no two of them can deadlock.
 """
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from ldaq.rows import RowId, rows_in_range
 from ldaq.statuses import FINISHED_CHUNK, FINISHED_EXPERIMENT
 from ldaq.tables import Chunk, CompletionRecord, Experiment, Prompt, utcnow
-from ldaq.totals import NamedHits, add_to_totals, insert_new_completions
+from ldaq.totals import NamedHits, add_to_totals, insert_completions
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ def complete_chunks(session: Session, outcomes: list[ChunkOutcome]) -> None:
             by_experiment.setdefault(locked[outcome.chunk_id][0].id, []).append(outcome)
     for group in by_experiment.values():
         experiment = locked[group[0].chunk_id][0]
-        inserted = insert_new_completions(session, [record for outcome in group for record in outcome.records])
+        inserted = insert_completions(session, [record for outcome in group for record in outcome.records])
         add_to_totals(session, experiment, inserted, _merged_hits(group))
         for outcome in group:
             chunk = locked[outcome.chunk_id][1]

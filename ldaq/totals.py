@@ -1,7 +1,8 @@
 """Storing a chunk's completions and counting them: the totals a poll reads instead of the rows.
 
-Only rows actually inserted are counted (insert-or-ignore with RETURNING), so the counts stay
-equal to what is stored whatever is delivered twice.
+A chunk's rows are inserted, and counted, in the one transaction that marks it succeeded, with the chunk
+locked (`ldaq.ledger.complete_chunks`): a chunk delivered twice is skipped whole, so the counts stay equal to
+what is stored.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from sqlalchemy.orm import Session
 from ldaq.db import dialect_of
 from ldaq.request_models import DEFAULT_DETECTOR
 from ldaq.tables import AlphaTotal, CompletionRecord, DetectionHit, Experiment, PromptTotal
-
-ROW_KEY = ["experiment_id", "prompt_index", "alpha", "sample_index"]
 
 
 class Inserted(NamedTuple):
@@ -78,28 +77,21 @@ def alpha_tallies(prompt_tallies: dict[tuple[float, int], Tally]) -> dict[tuple[
 NamedHits = dict[str, dict[tuple[int, float, int], str]]  # detector name -> row key -> match, for named detectors
 
 
-def insert_new_completions(session: Session, records: list[dict]) -> list[Inserted]:
-    """Insert what is not stored yet; returns what each row actually inserted counts for."""
-    if not records:
-        return []
-    # The error itself comes back, not `error IS NOT NULL`: an ORM bulk insert's RETURNING gives an
-    # expression column wrong values on SQLite (True for every row, seen with SQLAlchemy 2.0).
-    return [Inserted(prompt, alpha, sample, activated, error is not None, weight)
-            for prompt, alpha, sample, activated, error, weight
-            in session.connection().execute(_new_rows(dialect_of(session)), records)]
+def insert_completions(session: Session, records: list[dict]) -> list[Inserted]:
+    """Insert completions of chunks not yet succeeded; returns what each counts for.
+
+    None of them can be stored already: a chunk's rows commit only with its succeeded status. So a plain
+    insert, whose unique key would fail the transaction loudly rather than let a row count twice. Inserting or
+    ignoring, with RETURNING to count what was inserted, cost 75-81 µs a row of the record store's CPU on
+    Postgres against 14-15 µs, and 8-10 µs against 7-8 on SQLite.
+    """
+    if records:
+        session.connection().execute(_INSERT_COMPLETIONS, records)
+    return [Inserted(record["prompt_index"], record["alpha"], record["sample_index"], record["activated"],
+                     record.get("error") is not None, record.get("alpha0_weight")) for record in records]
 
 
-@cache
-def _new_rows(dialect: ModuleType) -> Insert:
-    """Insert-or-ignore of completions, returning what counts. Built once per dialect, so SQLAlchemy compiles it
-    once: the writer runs it for every chunk, beside generation, and every millisecond it holds competes."""
-    columns = CompletionRecord.__table__.c
-    return (
-        dialect.insert(CompletionRecord.__table__)
-        .on_conflict_do_nothing(index_elements=ROW_KEY)
-        .returning(columns.prompt_index, columns.alpha, columns.sample_index, columns.activated, columns.error,
-                   columns.alpha0_weight)
-    )
+_INSERT_COMPLETIONS = insert(CompletionRecord.__table__)  # one statement, compiled once
 
 
 def add_to_totals(session: Session, experiment: Experiment, inserted: list[Inserted], named: NamedHits) -> None:
