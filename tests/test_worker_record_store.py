@@ -121,3 +121,22 @@ def direct_status(live, request_id: str) -> str:
     with live.database.read() as session:
         return session.get(DirectGeneration, request_id).status
 
+
+
+def test_write_now_stores_what_is_queued_without_waiting_for_more_chunks(api, monkeypatch):
+    monkeypatch.setattr(result_writer, "COMMIT_LINGER_SECONDS", 600)  # only write_now can end the wait in time
+    experiment = api.submit(SWEEP)  # two chunks of four rows
+    context = writer_context(api)
+    writer = result_writer.ResultWriter(context, LeaseKeeper(api.database, context.owner, 60))
+    writer.start()
+    try:
+        writer.done(finished_work(claimed_and_finished(api)))
+        writer.write_now()  # returns at once: the batch goes on while the commit lands
+        deadline = time.monotonic() + 60
+        while api.experiment(experiment["id"])["progress"]["chunks_done"] < 1:
+            assert time.monotonic() < deadline, "the chunk waited for others to share its commit"
+            time.sleep(0.01)
+    finally:
+        writer.stop()
+        context.records.close()
+    assert context.records.transactions == [1]

@@ -54,9 +54,14 @@ class ResultWriter:
         """Mark `work`'s chunk cancelled: its experiment was."""
         self._queue.put(("cancel", work))
 
+    def write_now(self) -> None:
+        """Store what is queued without waiting for more chunks to share its commit: none will end soon (the
+        batch ran dry), and the last commit of a drain is on the way to its experiment's end."""
+        self._queue.put(_FLUSH)
+
     def flush(self) -> None:
         """Wait until everything queued so far is stored."""
-        self._queue.put(_FLUSH)
+        self.write_now()
         self._queue.join()
 
     def failed(self, work: Work, reason: str) -> bool:

@@ -137,6 +137,8 @@ class LedgerRowSource:
                 if work.complete:
                     del self._works[work.tag]
                     self._writer.done(work)
+            if not (self._in_flight or self._ready or self._urgent):
+                self._writer.write_now()
             short = len(self._ready) < self.target_rows
         if short:  # after the step, not before an admission's prefill, which it would slow
             self._start_claiming_ahead()
