@@ -5,11 +5,13 @@ A chunk is a range of row numbers, so rows of one prompt sit together and share 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class RowId:
+class RowId(NamedTuple):
+    """One row's key. A tuple: a claim builds one per row beside generation, and a frozen dataclass took 0.65 µs
+    to build against 0.24."""
+
     prompt_index: int
     alpha: float
     sample_index: int

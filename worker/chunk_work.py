@@ -77,11 +77,12 @@ def chunk_work(claim: ChunkClaim, tokenizer: PreTrainedTokenizerBase, claimed_at
     formatted are already done, as error completions."""
     tag, settings = ("chunk", claim.chunk_id), generation_settings(claim.params)
     formatted = {index: _formatted(prompt, tokenizer, claim.params) for index, prompt in claim.prompts.items()}
+    mixtures = {alpha: mixture_alphas(claim.params, alpha) for alpha in {row_id.alpha for row_id in claim.rows}}
     work = Work(tag, [], len(claim.rows), claim=claim, claimed_at=claimed_at)
     for row_id in claim.rows:
         prompt = formatted[row_id.prompt_index]
         row = Row(row_id.prompt_index, prompt if isinstance(prompt, str) else "", row_id.alpha, row_id.sample_index,
-                  settings, tag, mixture_alphas(claim.params, row_id.alpha))
+                  settings, tag, mixtures[row_id.alpha])
         if isinstance(prompt, str):
             work.rows.append(row)
         else:
