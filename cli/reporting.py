@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 from tqdm import tqdm
 
@@ -44,11 +46,16 @@ def format_alpha0_reweighted(reweighted: dict | None) -> str:
             f"({reweighted['model']})")
 
 
-def watch_experiment(client: ApiClient, experiment_id: str, interval: float = 1.0) -> dict:
-    """Show a progress bar over completions until the experiment finishes; return its last state."""
+def watch_experiment(
+    client: ApiClient, experiment_id: str, interval: float = 1.0, check: Callable[[], None] | None = None
+) -> dict:
+    """Show a progress bar over completions until the experiment finishes; return its last state. `check`, called
+    before each poll, may raise to stop watching (the demo's, when a process it started has died)."""
     bar = None
     experiment: dict = {}
     for experiment in client.poll(experiment_id, interval):
+        if check is not None:
+            check()
         progress = experiment["progress"]
         if bar is None:
             bar = tqdm(total=progress["completions_total"], desc=f"{experiment_id[:8]}", unit="completion")
