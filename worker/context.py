@@ -23,7 +23,7 @@ class WorkerContext:
     database: Database
     doorbell: Doorbell
     models: ModelCache
-    records: RecordStore  # commits finished chunks, in a process of its own
+    records: RecordStore  # claims chunks and commits finished ones, in a process of its own
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
 

@@ -1,11 +1,12 @@
-"""The process that commits finished chunks for the generation process.
+"""The process that writes the ledger for the generation process: it claims chunks and commits finished ones.
 
-Detecting in every completion and inserting a chunk's rows is Python work. On a thread of the generation
-process it holds the GIL that each decoding step needs between its kernel launches, so where a launch-bound
-model runs beside spare cores (a GPU host) it slows generation by about its own length. In a process of its
-own it shares only the CPU, and at a lower priority (`NICENESS`) it takes what torch leaves. It is a fresh
-Python, never a fork (the generation process holds OpenMP threads and perhaps CUDA), once per worker process;
-it starts again after it dies, and it exits when its parent does (its request pipe ends).
+Detecting in every completion, inserting a chunk's rows and claiming the next chunks are Python work. On a
+thread of the generation process it holds the GIL that each decoding step needs between its kernel launches:
+a step that wants the GIL back waits until the other thread lets go, up to the interpreter's switch interval,
+so the work slows generation by about its own length, wherever the model runs. In a process of its own it
+shares only the CPU, and at a lower priority (`NICENESS`) it takes what torch leaves. It is a fresh Python,
+never a fork (the generation process holds OpenMP threads and perhaps CUDA), once per worker process; it
+starts again after it dies, and it exits when its parent does (its request pipe ends).
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 
+from ldaq import ledger
 from ldaq.db import Database
+from ldaq.ledger import ChunkClaim
 from worker.chunk_records import FinishedChunk, commit_chunks
 
 # Below the generation process's priority. Where torch keeps every core busy (a CPU-only host), the store's
@@ -33,8 +37,12 @@ class ChunkNotCommitted(Exception):
     requeues them."""
 
 
+class ChunksNotClaimed(Exception):
+    """The claim failed, or the store's process died during it: any chunk it took runs again after its lease."""
+
+
 class RecordStore:
-    """Commits finished chunks in a process of its own, one transaction at a time, for any thread of this process."""
+    """Claims and commits chunks in a process of its own, one transaction at a time, for any thread of this process."""
 
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
@@ -51,16 +59,27 @@ class RecordStore:
     def commit(self, chunks: list[FinishedChunk]) -> None:
         """Commit `chunks` in the store's process, in one transaction; returns once they are committed (raises
         ChunkNotCommitted if not)."""
+        self._call(ChunkNotCommitted, _commit, chunks)
+
+    def claim(self, model_pair: str, owner: str, lease_seconds: float, max_attempts: int,
+              rows_wanted: int) -> list[ChunkClaim]:
+        """`ledger.claim_next_chunks` in the store's process, in one transaction (raises ChunksNotClaimed if it
+        fails)."""
+        return self._call(ChunksNotClaimed, _claim, model_pair, owner, lease_seconds, max_attempts, rows_wanted)
+
+    def _call(self, failed: type[Exception], operation: Callable, *arguments: object) -> object:
+        """`operation(database, *arguments)` in the store's process; its result, or `failed` raised."""
         with self._lock:
             self._start_locked()
             try:
-                self._requests.send(chunks)
-                failure = self._replies.recv()
+                self._requests.send((operation.__name__, arguments))
+                result, failure = self._replies.recv()
             except (EOFError, OSError) as error:
                 self.close()
-                raise ChunkNotCommitted(f"the record store's process ended: {error!r}") from error
+                raise failed(f"the record store's process ended: {error!r}") from error
         if failure is not None:
-            raise ChunkNotCommitted(failure)
+            raise failed(failure)
+        return result
 
     def _start_locked(self) -> None:
         """(Locked.) A plain subprocess, not multiprocessing's: Celery's pool child is daemonic, and
@@ -108,20 +127,32 @@ def record_store(database_url: str) -> RecordStore:
     return _stores[key]
 
 
+def _commit(database: Database, chunks: list[FinishedChunk]) -> None:
+    commit_chunks(database, chunks)
+
+
+def _claim(database: Database, model_pair: str, owner: str, lease_seconds: float, max_attempts: int,
+           rows_wanted: int) -> list[ChunkClaim]:
+    with database.transaction() as session:
+        return ledger.claim_next_chunks(session, model_pair, owner, lease_seconds, max_attempts, rows_wanted)
+
+
+_OPERATIONS = {operation.__name__: operation for operation in (_commit, _claim)}
+
+
 def _serve(requests: Connection, replies: Connection) -> None:
-    """The store's process, at NICENESS: commit each list of chunks sent, answer None or why it failed; end with
-    the request pipe."""
+    """The store's process, at NICENESS: run each operation asked for, answer (its result, None) or (None, why it
+    failed); end with the request pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the whole group: the parent decides
     os.nice(NICENESS)
     try:
         database = Database(requests.recv())
         while True:
-            chunks = requests.recv()
+            operation, arguments = requests.recv()
             try:
-                commit_chunks(database, chunks)
-                replies.send(None)
-            except Exception as error:  # the parent logs it; the leases run out and the chunks run again
-                replies.send(f"{type(error).__name__}: {error}")
+                replies.send((_OPERATIONS[operation](database, *arguments), None))
+            except Exception as error:  # the parent logs it; leases run out and the chunks run again
+                replies.send((None, f"{type(error).__name__}: {error}"))
     except EOFError:
         return
 
