@@ -13,6 +13,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 SCHEME = "ldaqsqla"
 POLLING_SECONDS = 0.1
+# Setting up a fresh file fails only on a table or index that another process made after this one looked,
+# and the next try sees it: kombu's two tables and three indexes end it within five failures.
+SETUP_TRIES = 10
 
 
 class Channel(SqlAlchemyChannel):
@@ -22,12 +25,13 @@ class Channel(SqlAlchemyChannel):
 
     def _open(self):
         """kombu's, but tables another process created between its check and its create are used, not raised on."""
-        try:
-            return super()._open()
-        except OperationalError as error:
-            if "already exists" not in str(error):
-                raise
-            return super()._open()
+        for _ in range(SETUP_TRIES - 1):
+            try:
+                return super()._open()
+            except OperationalError as error:
+                if "already exists" not in str(error):
+                    raise
+        return super()._open()
 
     def _get_or_create(self, queue: str):
         """kombu's, but a queue another process created between its lookup and its insert is used, not raised on."""
