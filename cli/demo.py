@@ -220,6 +220,8 @@ def run_demo(
             _stop(worker)  # idle, it still polls the broker: the engine runs alone, as before the service
             engine.run()
             engine.print_comparison(finished, wall, settings.batch_size)
+            if serve:  # the dashboard's explain button and new experiments need a worker again
+                _start(stack, ["worker"], logs / "worker.log", environment)
         click.echo(f"dashboard: {client.url}/?experiment={experiment['id']}  (logs in {logs})")
         if serve:
             click.echo("serving until Ctrl-C")
