@@ -24,12 +24,14 @@ from ldaq.db import Database
 from ldaq.ledger import ChunkClaim
 from worker.chunk_records import FinishedChunk, commit_chunks
 
-# Below the generation process's priority. Where torch keeps every core busy (a CPU-only host), the store's
-# bursts take a core from one of torch's threads, and each parallel op then waits for that thread; at a lower
-# priority the bursts fill the gaps instead. Toy demo, 2-core CPU, alternating 7 + 7 runs: service/engine
-# median 0.81x at the same priority, 0.87x at niceness 10. Not lower: a commit holds the ledger's locks (on
-# SQLite its write lock), and a starved holder would keep claims and submits waiting.
-NICENESS = 10
+# The lowest priority. Where torch keeps every core busy (a CPU-only host), each burst of the store's takes a core
+# from one of torch's threads, and every parallel op then waits for that thread; at a low priority the bursts
+# fill the gaps that torch leaves instead (its second thread sleeps while the first runs Python between ops).
+# Toy demo, 2-core CPU, service/engine ratio, alternating runs: median 0.81x at the worker's priority and 0.87x
+# at niceness 10 (7 each); 0.825x at 10, 0.985x at 19 (6 each, another day). The cost is waiting: at 19 a
+# commit of 6-9 ms of CPU took up to 255 ms, holding SQLite's write lock, and a submit during a run took a
+# median 23 ms and at most 200 ms (at 10: 20 and 104 ms). On a GPU host the store has cores to itself.
+NICENESS = 19
 
 
 class ChunkNotCommitted(Exception):
