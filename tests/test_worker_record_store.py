@@ -23,7 +23,8 @@ from worker.chunk_work import Work
 from worker.context import WorkerContext
 from worker.lease import LeaseKeeper
 from worker.model_cache import ModelCache
-from worker.record_store import NICENESS, ChunkNotCommitted, ChunksNotClaimed, RecordStore
+from worker.priority import NICENESS
+from worker.record_store import ChunkNotCommitted, ChunksNotClaimed, RecordStore
 
 SWEEP = with_fields(VALID_EXPERIMENT, prompts=["p0", "p1"], alphas=[0, 1], samples_per_prompt=2, chunk_size=4)
 

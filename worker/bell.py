@@ -13,6 +13,7 @@ import threading
 
 from ldaq import ledger
 from worker.context import WorkerContext
+from worker.priority import side_thread
 
 log = logging.getLogger("ldaq.worker")
 
@@ -20,7 +21,7 @@ log = logging.getLogger("ldaq.worker")
 def pass_the_bell_on(context: WorkerContext, model_pair: str) -> threading.Thread:
     """Start ringing for `model_pair` if more than one of its chunks is queued (this worker takes the first
     itself); returns the thread, which ends once it has rung or found no reason to."""
-    thread = threading.Thread(target=_ring_if_more, args=(context, model_pair), name="ldaq-pass-the-bell", daemon=True)
+    thread = side_thread(_ring_if_more, "ldaq-pass-the-bell", (context, model_pair))
     thread.start()
     return thread
 

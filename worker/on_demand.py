@@ -10,6 +10,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from worker.priority import side_thread
+
 log = logging.getLogger("ldaq.worker")
 
 
@@ -18,7 +20,7 @@ class OnDemandThread:
         self.action = action
         self._condition = threading.Condition()
         self._asked = self._running = self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread = side_thread(self._loop, name)
 
     def start(self) -> None:
         self._thread.start()

@@ -10,6 +10,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from worker.priority import side_thread
+
 log = logging.getLogger("ldaq.worker")
 
 
@@ -17,7 +19,7 @@ class PeriodicThread:
     def __init__(self, interval_seconds: float, action: Callable[[], None], name: str) -> None:
         self.interval_seconds, self.action = interval_seconds, action
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread = side_thread(self._loop, name)
 
     def start(self) -> None:
         self._thread.start()

@@ -4,7 +4,7 @@ Detecting in every completion, inserting a chunk's rows and claiming the next ch
 thread of the generation process it holds the GIL that each decoding step needs between its kernel launches:
 a step that wants the GIL back waits until the other thread lets go, up to the interpreter's switch interval,
 so the work slows generation by about its own length, wherever the model runs. In a process of its own it
-shares only the CPU, and at a lower priority (`NICENESS`) it takes what torch leaves. It is a fresh Python,
+shares only the CPU, and at the lowest priority (`worker.priority`) it takes what torch leaves. It is a fresh Python,
 never a fork (the generation process holds OpenMP threads and perhaps CUDA), once per worker process; it
 starts again after it dies, and it exits when its parent does (its request pipe ends).
 """
@@ -23,15 +23,7 @@ from ldaq import ledger
 from ldaq.db import Database
 from ldaq.ledger import ChunkClaim
 from worker.chunk_records import FinishedChunk, commit_chunks
-
-# The lowest priority. Where torch keeps every core busy (a CPU-only host), each burst of the store's takes a core
-# from one of torch's threads, and every parallel op then waits for that thread; at a low priority the bursts
-# fill the gaps that torch leaves instead (its second thread sleeps while the first runs Python between ops).
-# Toy demo, 2-core CPU, service/engine ratio, alternating runs: median 0.81x at the worker's priority and 0.87x
-# at niceness 10 (7 each); 0.825x at 10, 0.985x at 19 (6 each, another day). The cost is waiting: at 19 a
-# commit of 6-9 ms of CPU took up to 255 ms, holding SQLite's write lock, and a submit during a run took a
-# median 23 ms and at most 200 ms (at 10: 20 and 104 ms). On a GPU host the store has cores to itself.
-NICENESS = 19
+from worker.priority import lower_this_process
 
 
 class ChunkNotCommitted(Exception):
@@ -143,10 +135,10 @@ _OPERATIONS = {operation.__name__: operation for operation in (_commit, _claim)}
 
 
 def _serve(requests: Connection, replies: Connection) -> None:
-    """The store's process, at NICENESS: run each operation asked for, answer (its result, None) or (None, why it
-    failed); end with the request pipe."""
+    """The store's process, at the lowest priority: run each operation asked for, answer (its result, None) or
+    (None, why it failed); end with the request pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the whole group: the parent decides
-    os.nice(NICENESS)
+    lower_this_process()
     try:
         database = Database(requests.recv())
         while True:

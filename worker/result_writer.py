@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable
 
@@ -19,6 +18,7 @@ from ldaq.direct_generation import record_direct_generation
 from worker.chunk_work import Work, direct_answer, explanation_answer, finished_chunk, is_explanation
 from worker.context import WorkerContext
 from worker.lease import LeaseKeeper
+from worker.priority import side_thread
 
 log = logging.getLogger("ldaq.worker")
 
@@ -36,7 +36,7 @@ class ResultWriter:
         self.context, self.leases = context, leases
         self.chunks_written = 0
         self._queue: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="ldaq-writer", daemon=True)
+        self._thread = side_thread(self._loop, "ldaq-writer")
 
     def start(self) -> None:
         self._thread.start()
