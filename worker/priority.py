@@ -29,8 +29,9 @@ def lower_this_process() -> None:
 
 
 def side_thread(target: Callable[..., None], name: str, args: tuple = ()) -> threading.Thread:
-    """A daemon thread for side work in the generation process: on Linux, where each thread has a niceness of
-    its own, it runs at the lowest priority (elsewhere `nice` would lower the whole process: it runs as is)."""
+    """A daemon thread for side work beside generation (and the Celery parent's sweeper): on Linux, where each
+    thread has a niceness of its own, it runs at the lowest priority (elsewhere `nice` would lower the whole
+    process: it runs as is)."""
 
     def run() -> None:
         if sys.platform == "linux":
