@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from lda_core.host_memory import retained_free_bytes
 from lda_core.models import ModelPair
 from lda_core.roofline import pair_costs, text_config
 
@@ -48,12 +49,15 @@ def _cpu_available_bytes() -> int:
 
 def free_bytes(device: torch.device, budget: int | None = None) -> int:
     """What a batch may use: CUDA's free memory (plus what torch holds unused), capped by `budget`; on a
-    CPU the `budget`, or half of what the OS says is available."""
+    CPU the `budget`, or half of what the OS says is available plus what this process's heap holds free
+    (`keep_freed_memory` keeps it from an earlier batch: the OS counts it as used)."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         return min(free, budget) if budget else free
-    return budget if budget else int(_cpu_available_bytes() * CPU_SHARE_OF_AVAILABLE)
+    if budget:
+        return budget
+    return int((_cpu_available_bytes() + retained_free_bytes()) * CPU_SHARE_OF_AVAILABLE)
 
 
 class BatchSizer:

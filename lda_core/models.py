@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from lda_core.context_window import context_window
+from lda_core.host_memory import keep_freed_memory
 
 
 class VocabularyMismatchError(ValueError):
@@ -115,7 +116,8 @@ def load_model_pair(
     after-model is `before` + adapter and only one copy of the base weights is loaded).
     Weights load from safetensors only unless `allow_pickle` is set: a pickle can run code.
     A `device_map` (accelerate's: "auto", a device, or module -> device) shards each model across
-    devices instead of putting it on `device`.
+    devices instead of putting it on `device`. A pair on the CPU tells the process's allocator to keep
+    freed memory (`keep_freed_memory`): generating on it would otherwise fault in fresh pages every step.
     """
     if (after is None) == (adapter is None):
         raise ValueError("give exactly one of `after` (a full model) or `adapter` (a PEFT adapter)")
@@ -123,11 +125,15 @@ def load_model_pair(
     base = _load_model(before, device, dtype, allow_pickle, device_map)
     if adapter is not None:
         adapted = _placed(_adapt(base, adapter, before), device, device_map)
-        return ModelPair(adapted, adapted, prepare_tokenizer(tokenizer_before), uses_adapter=True)
-    tokenizer_after = AutoTokenizer.from_pretrained(after, trust_remote_code=False)
-    model_after = _load_model(after, device, dtype, allow_pickle, device_map)
-    check_same_vocabulary(base, model_after, tokenizer_before, tokenizer_after)
-    return ModelPair(base, model_after, prepare_tokenizer(tokenizer_after))
+        pair = ModelPair(adapted, adapted, prepare_tokenizer(tokenizer_before), uses_adapter=True)
+    else:
+        tokenizer_after = AutoTokenizer.from_pretrained(after, trust_remote_code=False)
+        model_after = _load_model(after, device, dtype, allow_pickle, device_map)
+        check_same_vocabulary(base, model_after, tokenizer_before, tokenizer_after)
+        pair = ModelPair(base, model_after, prepare_tokenizer(tokenizer_after))
+    if pair.device.type == "cpu":
+        keep_freed_memory()
+    return pair
 
 
 def load_pair_dir(directory: Path | str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> ModelPair:
