@@ -40,22 +40,32 @@ def _embedded_environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key not in SERVER_VARIABLES}
 
 
-def _start(stack: ExitStack, arguments: list[str], log_path: Path, environment: dict) -> subprocess.Popen:
+STOP_GRACE_SECONDS = 20  # for a child to leave on SIGTERM (a Celery worker first ends its task) before it is killed
+
+
+def _start(stack: ExitStack, children: list[subprocess.Popen], arguments: list[str], log_path: Path,
+           environment: dict) -> subprocess.Popen:
+    """`ldaq ARGUMENTS` as a child logging to `log_path`, added to `children` (which the demo stops together)."""
     log_file = stack.enter_context(log_path.open("ab"))
-    process = subprocess.Popen(
+    children.append(subprocess.Popen(
         [sys.executable, "-m", "cli", *arguments], stdout=log_file, stderr=subprocess.STDOUT, env=environment
-    )
-    stack.callback(_stop, process)
-    return process
+    ))
+    return children[-1]
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
+def _stop_all(processes: list[subprocess.Popen]) -> None:
+    """Ask every process to stop, then wait for each, killing one that outstays the grace period: leaving
+    (Ctrl-C) takes one grace period at most, not one per child."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for process in processes:
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
 
 
 def _wait_until_ready(client: ApiClient, processes: list[subprocess.Popen], logs: Path) -> None:
@@ -206,9 +216,11 @@ def run_demo(
     if engine:  # before the API and the worker start, which would take the CPU from it
         click.echo(f"timing the engine alone on the experiment's {len(engine.rows)} rows, to compare at the end")
         engine.run()
+    children: list[subprocess.Popen] = []
     with ExitStack() as stack:
-        api = _start(stack, ["api", "--port", str(port)], logs / "api.log", environment)
-        worker = _start(stack, ["worker"], logs / "worker.log", environment)
+        stack.callback(_stop_all, children)
+        api = _start(stack, children, ["api", "--port", str(port)], logs / "api.log", environment)
+        worker = _start(stack, children, ["worker"], logs / "worker.log", environment)
         _wait_until_ready(client, [api, worker], logs)
         experiment = client.submit(request)
         click.echo(f"submitted experiment {experiment['id']} ({experiment['progress']['completions_total']} completions)")
@@ -217,11 +229,11 @@ def run_demo(
         print_outcome(finished)
         wall = _print_time_split(settings, finished)
         if engine:
-            _stop(worker)  # idle, it still polls the broker: the engine runs alone, as before the service
+            _stop_all([worker])  # idle, it still polls the broker: the engine runs alone, as before the service
             engine.run()
             engine.print_comparison(finished, wall, settings.batch_size)
             if serve:  # the dashboard's explain button and new experiments need a worker again
-                _start(stack, ["worker"], logs / "worker.log", environment)
+                _start(stack, children, ["worker"], logs / "worker.log", environment)
         click.echo(f"dashboard: {client.url}/?experiment={experiment['id']}  (logs in {logs})")
         if serve:
             click.echo("serving until Ctrl-C")

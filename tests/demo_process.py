@@ -28,3 +28,10 @@ def read_until(demo: subprocess.Popen, prefix: str) -> str:
         if line.startswith(prefix):
             break
     return "".join(output)
+
+
+def logs_tail(data_dir: Path, lines: int = 40) -> str:
+    """The last `lines` lines of each log the demo's children wrote, to say why a demo test failed."""
+    tails = [f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+             for log in sorted((data_dir / "demo-logs").glob("*.log"))]
+    return "\n".join(tails) or "(no logs)"

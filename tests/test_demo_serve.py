@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from ldaq.client import ApiClient
-from tests.demo_process import read_until, start_demo
+from tests.demo_process import logs_tail, read_until, start_demo
 
 EXPERIMENT_SECONDS = 120
 
@@ -28,6 +31,9 @@ def test_the_served_demo_runs_new_experiments_after_the_comparison(tmp_path: Pat
         assert experiment["status"] == "succeeded", experiment
         assert experiment["progress"]["completions_done"] == 4
         demo.send_signal(signal.SIGINT)
-        demo.communicate(timeout=60)
+        try:
+            demo.communicate(timeout=60)  # the demo gives its children 20 s together, then kills them
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the demo did not leave within 60 s of Ctrl-C; its logs:\n{logs_tail(tmp_path)}")
     finally:
         demo.kill()
