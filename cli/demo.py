@@ -7,6 +7,7 @@ prompts without the trigger, shows progress, and prints the activation rate per 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -236,6 +237,9 @@ def run_demo(
                 _start(stack, children, ["worker"], logs / "worker.log", environment)
         click.echo(f"dashboard: {client.url}/?experiment={experiment['id']}  (logs in {logs})")
         if serve:
+            # A process started with SIGINT ignored (a script's background job; the test suite's children)
+            # keeps ignoring it: make Ctrl-C mean leave, as this line promises.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             click.echo("serving until Ctrl-C")
             api.wait()
     if not serve:

@@ -18,7 +18,11 @@ EXPERIMENT_SECONDS = 120
 
 
 def test_the_served_demo_runs_new_experiments_after_the_comparison(tmp_path: Path):
-    demo = start_demo(tmp_path, "--prompts", "2", "--samples", "1", "--serve")
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited, as by a script's background job
+    try:
+        demo = start_demo(tmp_path, "--prompts", "2", "--samples", "1", "--serve")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         printed = read_until(demo, "serving until Ctrl-C")
         assert "before and after the service" in printed, printed
